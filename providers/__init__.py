@@ -1,0 +1,33 @@
+"""Model API adapters behind one interface. No Telegram, Redis or bot settings here."""
+
+from providers.base import ChatRequest, Chunk, Completion, Message, Provider, ProviderConfig, Usage
+from providers.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContextTooLongError,
+    ModelNotFoundError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    UnavailableError,
+    UnsupportedError,
+)
+
+__all__ = [
+    "AuthenticationError",
+    "BadRequestError",
+    "ChatRequest",
+    "Chunk",
+    "Completion",
+    "ContextTooLongError",
+    "Message",
+    "ModelNotFoundError",
+    "Provider",
+    "ProviderConfig",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitedError",
+    "UnavailableError",
+    "UnsupportedError",
+    "Usage",
+]

@@ -1,0 +1,166 @@
+"""The provider interface: a request value in, an async stream of chunks out.
+
+Adapters implement :meth:`Provider._stream_once` (one attempt, raising only
+:class:`~providers.errors.ProviderError`); this base class adds the retry policy
+(before the first chunk only), the collected non-streaming call and the lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from providers.errors import ProviderError, RateLimitedError, UnsupportedError
+
+log = logging.getLogger(__name__)
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One chat call: the provider's model name, the conversation, and user options."""
+
+    model: str
+    messages: Sequence[Message]
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of the answer: a text delta, and at the end a finish reason and usage."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(slots=True)
+class Completion:
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """What an adapter needs to know; built by the bot from its catalog."""
+
+    name: str
+    kind: str
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = 60.0
+    max_retries: int = 2
+    # The longest server-requested wait we sit out before giving up on a 429.
+    max_retry_wait: float = 10.0
+    backoff: float = 0.5
+
+
+class Provider(ABC):
+    """One API family. One instance per configured provider, one pooled client each."""
+
+    kind: ClassVar[str]
+    needs_key: ClassVar[bool] = True
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Close the pooled client."""
+
+    @abstractmethod
+    def _stream_once(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        """One attempt at a streamed chat call; raises only ProviderError."""
+
+    @abstractmethod
+    async def list_models(self) -> list[str]:
+        """The model names the API offers (a cheap reachability and key check)."""
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        """Stream an answer, retrying transient failures until the first chunk arrives.
+
+        Once a chunk has been yielded nothing is retried: text may have reached a user.
+        """
+        attempt = 0
+        while True:
+            stream = self._stream_once(request)
+            try:
+                first = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except ProviderError as exc:
+                await _aclose(stream)
+                delay = self._retry_delay(exc, attempt)
+                if delay is None:
+                    raise
+                attempt += 1
+                log.info("%s: %s, retry %d in %.2fs", self.name, type(exc).__name__, attempt, delay)
+                await asyncio.sleep(delay)
+                continue
+            try:
+                yield first
+                async for chunk in stream:
+                    yield chunk
+            finally:
+                await _aclose(stream)
+            return
+
+    def _retry_delay(self, exc: ProviderError, attempt: int) -> float | None:
+        if not exc.retryable or attempt >= self.config.max_retries:
+            return None
+        backoff: float = self.config.backoff * 2.0**attempt * (0.75 + random.random() / 2)
+        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+            if exc.retry_after > self.config.max_retry_wait:
+                return None
+            return max(exc.retry_after, 0.0)
+        return backoff
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """The whole answer at once: the stream, collected."""
+        parts: list[str] = []
+        result = Completion()
+        async for chunk in self.stream(request):
+            parts.append(chunk.text)
+            if chunk.finish_reason is not None:
+                result.finish_reason = chunk.finish_reason
+            if chunk.usage is not None:
+                result.usage = chunk.usage
+        result.text = "".join(parts)
+        return result
+
+    async def generate_image(self, model: str, prompt: str) -> bytes:
+        raise UnsupportedError(f"{self.name}: image generation is not supported by {self.kind}")
+
+    async def transcribe(self, model: str, audio: bytes, filename: str) -> str:
+        raise UnsupportedError(f"{self.name}: transcription is not supported by {self.kind}")
+
+
+async def _aclose(stream: AsyncIterator[Chunk]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(ProviderError):
+            await aclose()

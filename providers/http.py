@@ -1,0 +1,89 @@
+"""What the httpx-based adapters share: one pooled client, error mapping, line streams."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx
+
+from providers.base import Provider, ProviderConfig
+from providers.errors import (
+    ProviderError,
+    ProviderTimeoutError,
+    UnavailableError,
+    error_for_status,
+    parse_retry_after,
+)
+
+
+class HttpProvider(Provider):
+    """A provider spoken to with httpx: JSON requests, line-based streamed answers."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        super().__init__(config)
+        headers = {"Accept": "application/json", "User-Agent": "manymodels-bot"}
+        if config.api_key:
+            headers["Authorization"] = f"Bearer {config.api_key}"
+        self._client = httpx.AsyncClient(
+            base_url=config.base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _error(self, status: int, body: str, headers: Mapping[str, str]) -> ProviderError:
+        """Map a failed response; adapters override to read their own error bodies."""
+        return error_for_status(
+            status,
+            body,
+            retry_after=parse_retry_after(headers.get("retry-after")),
+            provider=self.name,
+        )
+
+    def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderTimeoutError(f"{self.name}: timed out ({type(exc).__name__})")
+        return UnavailableError(f"{self.name}: {type(exc).__name__}: {exc}")
+
+    async def _lines(self, path: str, payload: Mapping[str, Any]) -> AsyncIterator[str]:
+        """POST ``payload`` and yield the response's non-empty lines as they arrive."""
+        try:
+            async with self._client.stream("POST", path, json=payload) as response:
+                if response.status_code >= 400:
+                    body = (await response.aread()).decode("utf-8", "replace")
+                    raise self._error(response.status_code, body, response.headers)
+                async for line in response.aiter_lines():
+                    if line:
+                        yield line
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+
+    async def _sse_events(self, path: str, payload: Mapping[str, Any]) -> AsyncIterator[Any]:
+        """POST and yield each server-sent event's JSON data, up to ``[DONE]``."""
+        async for line in self._lines(path, payload):
+            if not line.startswith("data:"):
+                continue  # comments (": keep-alive"), event names, ids
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            yield self._json(data)
+
+    async def _get_json(self, path: str) -> Any:
+        try:
+            response = await self._client.get(path)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        if response.status_code >= 400:
+            raise self._error(response.status_code, response.text, response.headers)
+        return self._json(response.text)
+
+    def _json(self, text: str) -> Any:
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise UnavailableError(f"{self.name}: malformed JSON from the API") from None

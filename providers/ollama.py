@@ -1,0 +1,119 @@
+"""A local Ollama server through its own ``/api/chat`` (no key by default).
+
+The answer is newline-delimited JSON: one object per piece with ``message.content`` and
+``"done": false``, then a last one with ``"done": true``, ``done_reason`` and the token
+counts (``prompt_eval_count``, ``eval_count``). A failure after the ``200`` arrives as a
+line ``{"error": "..."}``; failures before it are a status with the same body.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from providers.base import ChatRequest, Chunk, Usage
+from providers.errors import (
+    ModelNotFoundError,
+    ProviderError,
+    UnavailableError,
+    error_for_status,
+    parse_retry_after,
+    short,
+)
+from providers.http import HttpProvider
+
+_MODEL_MISSING = re.compile(r"model\b.*\bnot found", re.IGNORECASE)
+
+
+class OllamaProvider(HttpProvider):
+    """Ollama's native chat API: NDJSON stream, sampling settings under ``options``."""
+
+    kind = "ollama"
+    needs_key = False
+
+    async def _stream_once(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        async for line in self._lines("api/chat", _payload(request)):
+            data = self._json(line)
+            if not isinstance(data, dict):
+                raise UnavailableError(f"{self.name}: unexpected stream line from the API")
+            if "error" in data:
+                raise self._stream_error(str(data["error"]))
+            text = _content(data)
+            if data.get("done") is True:
+                reason = data.get("done_reason")
+                yield Chunk(
+                    text=text,
+                    finish_reason=reason if isinstance(reason, str) and reason else "stop",
+                    usage=_usage(data),
+                )
+                return
+            if text:
+                yield Chunk(text=text)
+        raise UnavailableError(f"{self.name}: the stream ended before the answer was complete")
+
+    async def list_models(self) -> list[str]:
+        data = await self._get_json("api/tags")
+        models = data.get("models") if isinstance(data, dict) else None
+        if not isinstance(models, list):
+            raise UnavailableError(f"{self.name}: unexpected model list from the API")
+        return [m["name"] for m in models if isinstance(m, dict) and isinstance(m.get("name"), str)]
+
+    def _stream_error(self, message: str) -> ProviderError:
+        """An ``{"error": ...}`` line after the 200: the model is gone, or the server failed."""
+        text = f"{self.name}: error in the stream: {short(message)}"
+        if _MODEL_MISSING.search(message):
+            return ModelNotFoundError(text)
+        return UnavailableError(text)
+
+    def _error(self, status: int, body: str, headers: Mapping[str, str]) -> ProviderError:
+        return error_for_status(
+            status,
+            _error_detail(body),
+            retry_after=parse_retry_after(headers.get("retry-after")),
+            provider=self.name,
+        )
+
+
+def _payload(request: ChatRequest) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "model": request.model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "stream": True,
+    }
+    options: dict[str, Any] = {}
+    if request.temperature is not None:
+        options["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        options["num_predict"] = request.max_tokens
+    if options:
+        payload["options"] = options
+    return payload
+
+
+def _content(data: Mapping[str, Any]) -> str:
+    message = data.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    return content if isinstance(content, str) else ""
+
+
+def _usage(data: Mapping[str, Any]) -> Usage | None:
+    prompt = data.get("prompt_eval_count")
+    completion = data.get("eval_count")
+    if not isinstance(prompt, int) and not isinstance(completion, int):
+        return None
+    return Usage(
+        input_tokens=prompt if isinstance(prompt, int) else None,
+        output_tokens=completion if isinstance(completion, int) else None,
+    )
+
+
+def _error_detail(body: str) -> str:
+    """Ollama's error bodies are ``{"error": "..."}``; anything else is logged as it came."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    error = data.get("error") if isinstance(data, dict) else None
+    return error if isinstance(error, str) else body
