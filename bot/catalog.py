@@ -1,0 +1,274 @@
+"""The model catalog (SPEC "The model catalog"): a TOML file validated into typed models.
+
+A bad catalog is refused with one message per problem, each naming the file, the line
+of the entry (where the entry has a header line of its own) and what is wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from providers.base import ProviderConfig
+from providers.registry import KINDS
+
+log = logging.getLogger(__name__)
+
+MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
+MAX_COMPARE = 4
+
+
+class CatalogError(ValueError):
+    """The catalog cannot be used; the message lists every problem found."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Defaults(_Strict):
+    model: str
+    daily_limit: int = Field(default=0, ge=0)
+    compare: tuple[str, ...] = ()
+
+
+class ProviderSpec(_Strict):
+    kind: str
+    base_url: str = Field(pattern=r"^https?://\S+$")
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    timeout: float = Field(default=60.0, gt=0, le=3600)
+    max_retries: int = Field(default=2, ge=0, le=10)
+
+
+class ModelSpec(_Strict):
+    id: str
+    title: str = Field(min_length=1, max_length=64)
+    provider: str
+    name: str = Field(min_length=1)
+    daily_limit: int | None = Field(default=None, ge=0)
+    cost: int = Field(default=1, ge=0, le=1000)
+    context: int | None = Field(default=None, gt=0)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The validated catalog, with the models whose provider has no key set apart."""
+
+    path: Path
+    defaults: Defaults
+    providers: dict[str, ProviderSpec]
+    all_models: dict[str, ModelSpec]
+    hidden: dict[str, str] = field(default_factory=dict)  # model id -> missing variable
+    keys: dict[str, str] = field(default_factory=dict, repr=False)  # provider -> API key
+
+    @property
+    def models(self) -> dict[str, ModelSpec]:
+        """The models users can pick: every model whose provider is usable."""
+        return {k: m for k, m in self.all_models.items() if k not in self.hidden}
+
+    def get(self, model_id: str) -> ModelSpec | None:
+        return self.models.get(model_id)
+
+    @property
+    def default_model(self) -> str:
+        """The model a new user starts on: the catalog's, or the first usable one."""
+        if self.defaults.model not in self.hidden:
+            return self.defaults.model
+        return next(iter(self.models))
+
+    @property
+    def default_compare(self) -> list[str]:
+        return [m for m in self.defaults.compare if m not in self.hidden]
+
+    def used_providers(self) -> list[str]:
+        """Providers that serve at least one visible model, in catalog order."""
+        used = {m.provider for m in self.models.values()}
+        return [name for name in self.providers if name in used]
+
+    def provider_config(self, name: str) -> ProviderConfig:
+        spec = self.providers[name]
+        return ProviderConfig(
+            name=name,
+            kind=spec.kind,
+            base_url=spec.base_url,
+            api_key=self.keys.get(name),
+            timeout=spec.timeout,
+            max_retries=spec.max_retries,
+        )
+
+
+def load_catalog(path: Path, environ: Mapping[str, str]) -> Catalog:
+    """Read, validate and resolve the catalog; raise CatalogError naming every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read the model catalog: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{path}: not valid TOML: {exc}") from None
+    return _Validator(path, text, data).catalog(environ)
+
+
+class _Validator:
+    def __init__(self, path: Path, text: str, data: dict[str, Any]) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+        self.data = data
+        self.problems: list[str] = []
+
+    def problem(self, where: str, what: str, line: int | None = None) -> None:
+        at = f"{self.path}:{line}" if line else str(self.path)
+        self.problems.append(f"{at}: {where}: {what}")
+
+    def header_line(self, pattern: str, occurrence: int = 0) -> int | None:
+        """1-based line of the ``occurrence``-th header matching ``pattern``."""
+        regex = re.compile(pattern)
+        seen = 0
+        for number, line in enumerate(self.lines, start=1):
+            if regex.match(line.strip()):
+                if seen == occurrence:
+                    return number
+                seen += 1
+        return None
+
+    def parse(self, model: type[_Strict], raw: Any, where: str, line: int | None) -> Any:
+        if not isinstance(raw, dict):
+            self.problem(where, "must be a table", line)
+            return None
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            for error in exc.errors():
+                name = ".".join(str(p) for p in error["loc"]) or "entry"
+                if error["type"] == "extra_forbidden":
+                    self.problem(where, f"unknown field {name!r}", line)
+                elif error["type"] == "missing":
+                    self.problem(where, f"{name} is required", line)
+                else:
+                    self.problem(where, f"{name}: {error['msg']}", line)
+            return None
+
+    def catalog(self, environ: Mapping[str, str]) -> Catalog:
+        for key in self.data:
+            if key not in ("defaults", "providers", "models"):
+                self.problem(key, "unknown section (expected defaults, providers, models)")
+        defaults = self.parse(
+            Defaults, self.data.get("defaults"), "[defaults]", self.header_line(r"^\[defaults\]")
+        )
+        providers = self.providers()
+        models = self.models(providers)
+        if defaults is not None:
+            self.check_defaults(defaults, models)
+        if not models and not self.problems:
+            self.problem("[[models]]", "the catalog has no models")
+        if self.problems:
+            raise CatalogError("the model catalog is not valid:\n  " + "\n  ".join(self.problems))
+        assert defaults is not None
+        return _resolve(self.path, defaults, providers, models, environ)
+
+    @property
+    def declared(self) -> set[str]:
+        """Provider names in the file, valid or not (invalid ones are reported already)."""
+        raw = self.data.get("providers")
+        return set(raw) if isinstance(raw, dict) else set()
+
+    def providers(self) -> dict[str, ProviderSpec]:
+        raw = self.data.get("providers", {})
+        if not isinstance(raw, dict) or not raw:
+            self.problem("[providers]", "at least one provider is required")
+            return {}
+        result: dict[str, ProviderSpec] = {}
+        for name, entry in raw.items():
+            where = f"[providers.{name}]"
+            line = self.header_line(rf"^\[providers\.{re.escape(name)}\]")
+            spec = self.parse(ProviderSpec, entry, where, line)
+            if spec is None:
+                continue
+            if spec.kind not in KINDS:
+                known = ", ".join(KINDS)
+                self.problem(where, f"unknown kind {spec.kind!r} (known kinds: {known})", line)
+                continue
+            result[name] = spec
+        return result
+
+    def models(self, providers: dict[str, ProviderSpec]) -> dict[str, ModelSpec]:
+        raw = self.data.get("models", [])
+        if not isinstance(raw, list):
+            self.problem("models", "must be an array of tables ([[models]])")
+            return {}
+        result: dict[str, ModelSpec] = {}
+        for index, entry in enumerate(raw):
+            line = self.header_line(r"^\[\[models\]\]", index)
+            label = entry.get("id") if isinstance(entry, dict) else None
+            where = f"[[models]] #{index + 1}" + (f" (id {label!r})" if label else "")
+            spec = self.parse(ModelSpec, entry, where, line)
+            if spec is None:
+                continue
+            if not MODEL_ID.match(spec.id):
+                self.problem(
+                    where,
+                    "id must be 1-32 characters of a-z, 0-9, '.', '_', '-' "
+                    "(it goes into Telegram button data)",
+                    line,
+                )
+            elif spec.id in result:
+                self.problem(where, f"duplicate model id {spec.id!r}", line)
+            elif spec.provider not in providers and spec.provider not in self.declared:
+                known = ", ".join(providers) or "none"
+                self.problem(
+                    where, f"provider {spec.provider!r} is not defined (providers: {known})", line
+                )
+            else:  # kept even if its provider is invalid: that is reported already
+                result[spec.id] = spec
+        return result
+
+    def check_defaults(self, defaults: Defaults, models: dict[str, ModelSpec]) -> None:
+        line = self.header_line(r"^\[defaults\]")
+        if models and defaults.model not in models:
+            self.problem("[defaults]", f"model {defaults.model!r} is not in the catalog", line)
+        for model_id in defaults.compare:
+            if models and model_id not in models:
+                self.problem(
+                    "[defaults]", f"compare model {model_id!r} is not in the catalog", line
+                )
+        if len(set(defaults.compare)) != len(defaults.compare):
+            self.problem("[defaults]", "compare lists a model twice", line)
+        if len(defaults.compare) > MAX_COMPARE:
+            self.problem("[defaults]", f"compare lists more than {MAX_COMPARE} models", line)
+
+
+def _resolve(
+    path: Path,
+    defaults: Defaults,
+    providers: dict[str, ProviderSpec],
+    models: dict[str, ModelSpec],
+    environ: Mapping[str, str],
+) -> Catalog:
+    """Find each provider's key; hide the models of providers whose key is unset."""
+    keys: dict[str, str] = {}
+    missing: dict[str, str] = {}  # provider -> variable
+    for name, spec in providers.items():
+        if spec.api_key_env is None:
+            continue
+        value = environ.get(spec.api_key_env, "").strip()
+        if value:
+            keys[name] = value
+        else:
+            missing[name] = spec.api_key_env
+    hidden = {mid: missing[m.provider] for mid, m in models.items() if m.provider in missing}
+    for variable in sorted(set(missing.values())):
+        count = sum(1 for v in hidden.values() if v == variable)
+        if count:
+            log.warning("%s is not set: %d model(s) hidden", variable, count)
+    if len(hidden) == len(models):
+        variables = ", ".join(sorted(set(missing.values())))
+        raise CatalogError(f"{path}: no model is usable: set at least one of {variables}")
+    return Catalog(path, defaults, providers, models, hidden, keys)

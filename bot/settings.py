@@ -1,0 +1,95 @@
+"""The bot's settings: environment variables or a ``.env`` file (SPEC "Settings")."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODELS_FILE = Path(__file__).with_name("models.toml")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    bot_token: SecretStr
+    telegram_api_url: str = "https://api.telegram.org"
+    redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+    models_file: Path = DEFAULT_MODELS_FILE
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    limits_timezone: str = "UTC"
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_host: str = "0.0.0.0"  # noqa: S104 - the webhook server listens on every interface
+    webhook_port: int = Field(default=8080, ge=1, le=65535)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    log_level: str = "INFO"
+
+    # Beyond SPEC's table: tuning with sensible defaults, documented in .env.example.
+    history_max_messages: int = Field(default=40, ge=2, le=1000)
+    history_ttl_hours: float = Field(default=72.0, gt=0)
+    max_concurrent_answers: int = Field(default=200, ge=1)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _parse_admin_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.replace(";", ",").split(",")]
+            try:
+                return frozenset(int(p) for p in parts if p)
+            except ValueError:
+                raise ValueError("ADMIN_IDS must be comma-separated Telegram user ids") from None
+        if isinstance(value, int):
+            return frozenset({value})
+        return value
+
+    @field_validator("limits_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @field_validator("telegram_api_url", "webhook_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}:
+            raise ValueError("LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Settings:
+        if self.webhook_url and not self.webhook_secret:
+            raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
+        return self
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.limits_timezone)
+
+    def is_admin(self, user_id: int) -> bool:
+        return user_id in self.admin_ids
+
+
+def environ_with_dotenv(path: Path = Path(".env")) -> dict[str, str]:
+    """The process environment over the ``.env`` file: where provider keys are read."""
+    from dotenv import dotenv_values
+
+    merged = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    merged.update(os.environ)
+    return merged

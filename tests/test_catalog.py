@@ -1,0 +1,184 @@
+"""Catalog validation: each bad catalog is refused with its own message."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from bot.catalog import CatalogError, load_catalog
+from bot.settings import DEFAULT_MODELS_FILE
+
+GOOD = """\
+[defaults]
+model = "small"
+daily_limit = 50
+compare = ["small", "big"]
+
+[providers.openai]
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+api_key_env = "OPENAI_API_KEY"
+timeout = 30
+
+[providers.local]
+kind = "ollama"
+base_url = "http://localhost:11434"
+
+[[models]]
+id = "small"
+title = "Small"
+provider = "openai"
+name = "gpt-5-mini"
+daily_limit = 20
+cost = 2
+context = 128000
+
+[[models]]
+id = "big"
+title = "Big"
+provider = "local"
+name = "llama3.2"
+"""
+
+KEYS = {"OPENAI_API_KEY": "sk-test"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "models.toml"
+    path.write_text(text)
+    return path
+
+
+def refused(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(CatalogError) as info:
+        load_catalog(path, KEYS if environ is None else environ)
+    message = str(info.value)
+    assert str(path) in message
+    return message
+
+
+def test_good_catalog_loads_typed(tmp_path: Path) -> None:
+    catalog = load_catalog(write(tmp_path, GOOD), KEYS)
+    assert list(catalog.models) == ["small", "big"]
+    small = catalog.models["small"]
+    assert (small.daily_limit, small.cost, small.context) == (20, 2, 128000)
+    assert catalog.models["big"].cost == 1  # default
+    assert catalog.defaults.daily_limit == 50
+    config = catalog.provider_config("openai")
+    assert (config.kind, config.api_key, config.timeout) == ("openai", "sk-test", 30)
+    assert catalog.provider_config("local").api_key is None
+    assert catalog.default_model == "small"
+    assert catalog.default_compare == ["small", "big"]
+
+
+def test_model_without_key_is_hidden_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        catalog = load_catalog(write(tmp_path, GOOD), {})
+    assert list(catalog.models) == ["big"]
+    assert catalog.hidden == {"small": "OPENAI_API_KEY"}
+    assert catalog.get("small") is None
+    # The default falls back to the first usable model; compare drops hidden ones.
+    assert catalog.default_model == "big"
+    assert catalog.default_compare == ["big"]
+    warnings = [r.getMessage() for r in caplog.records if "OPENAI_API_KEY" in r.getMessage()]
+    assert len(warnings) == 1
+    assert catalog.used_providers() == ["local"]
+
+
+def test_unknown_kind(tmp_path: Path) -> None:
+    message = refused(tmp_path, GOOD.replace('kind = "ollama"', 'kind = "olama"'))
+    assert "[providers.local]" in message
+    assert "unknown kind 'olama'" in message
+    assert message.count("\n") == 1  # one problem, no knock-on complaints
+    assert "models.toml:12:" in message  # the line of [providers.local]
+
+
+def test_duplicate_model_id(tmp_path: Path) -> None:
+    message = refused(tmp_path, GOOD.replace('id = "big"', 'id = "small"'))
+    assert "duplicate model id 'small'" in message
+    assert "[[models]] #2" in message
+    assert "models.toml:25:" in message  # the line of the second [[models]]
+
+
+def test_missing_provider(tmp_path: Path) -> None:
+    message = refused(tmp_path, GOOD.replace('provider = "local"', 'provider = "nowhere"'))
+    assert "provider 'nowhere' is not defined" in message
+    assert "(id 'big')" in message
+
+
+def test_default_not_in_catalog(tmp_path: Path) -> None:
+    message = refused(tmp_path, GOOD.replace('model = "small"', 'model = "huge"'))
+    assert "[defaults]" in message
+    assert "model 'huge' is not in the catalog" in message
+
+
+def test_compare_model_not_in_catalog(tmp_path: Path) -> None:
+    message = refused(tmp_path, GOOD.replace('["small", "big"]', '["small", "gone"]'))
+    assert "compare model 'gone' is not in the catalog" in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("daily_limit = 20", "daily_limit = -1", "daily_limit: Input should be greater than"),
+        ("cost = 2", 'cost = "two"', "cost: Input should be a valid integer"),
+        ("context = 128000", "context = 0", "context: Input should be greater than 0"),
+        ("timeout = 30", "timeout = -5", "timeout: Input should be greater than 0"),
+        ("daily_limit = 50", "daily_limit = -3", "daily_limit: Input should be greater than"),
+    ],
+)
+def test_bad_numbers(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    assert expected in refused(tmp_path, GOOD.replace(old, new))
+
+
+@pytest.mark.parametrize("bad_id", ["has:colon", "UPPER", "x" * 33, "", "with space", "é"])
+def test_model_id_must_be_short_and_plain(tmp_path: Path, bad_id: str) -> None:
+    message = refused(tmp_path, GOOD.replace('id = "big"', f'id = "{bad_id}"'))
+    assert "id must be 1-32 characters" in message
+
+
+def test_unknown_field_and_missing_field(tmp_path: Path) -> None:
+    text = GOOD.replace('title = "Big"\n', 'titel = "Big"\n')
+    message = refused(tmp_path, text)
+    assert "unknown field 'titel'" in message
+    assert "title is required" in message
+
+
+def test_every_problem_is_listed(tmp_path: Path) -> None:
+    text = GOOD.replace('kind = "ollama"', 'kind = "x"').replace('model = "small"', 'model = "y"')
+    message = refused(tmp_path, text)
+    assert "unknown kind 'x'" in message
+    assert "model 'y' is not in the catalog" in message
+
+
+def test_not_toml(tmp_path: Path) -> None:
+    assert "not valid TOML" in refused(tmp_path, "[defaults\nmodel=")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="cannot read the model catalog"):
+        load_catalog(tmp_path / "nope.toml", {})
+
+
+def test_no_usable_model_names_the_variables(tmp_path: Path) -> None:
+    text = GOOD.replace('provider = "local"', 'provider = "openai"')
+    message = refused(tmp_path, text, environ={})
+    assert "no model is usable" in message
+    assert "OPENAI_API_KEY" in message
+
+
+def test_shipped_catalog_is_valid_and_works_with_one_key() -> None:
+    catalog = load_catalog(DEFAULT_MODELS_FILE, {"MISTRAL_API_KEY": "k"})
+    kinds = {catalog.providers[m.provider].kind for m in catalog.all_models.values()}
+    assert kinds == {"openai", "mistral", "llama", "ollama"}
+    assert "mistral-small" in catalog.models
+    assert "gpt-5-mini" not in catalog.models
+    assert catalog.default_model in catalog.models
+    names = {m.name for m in catalog.all_models.values()}
+    assert {"gpt-5-mini", "mistral-large-latest", "codestral-latest", "llama3.2"} <= names
+    assert any(n.startswith("Llama-4-Maverick") for n in names)
