@@ -1,0 +1,524 @@
+"""The ``openai`` adapter against a real loopback double of the Chat Completions API."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+
+from providers import registry
+from providers.base import ChatRequest, Chunk, Message, Provider, ProviderConfig, Usage
+from providers.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContextTooLongError,
+    ModelNotFoundError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitedError,
+    UnavailableError,
+)
+from providers.openai import OpenAIProvider
+from tests.doubles.base import DoubleServer, Reply
+from tests.doubles.openai_api import OpenAIDouble
+
+KEY = "test-key"
+MODEL = "gpt-5-mini"
+
+MakeProvider = Callable[..., OpenAIProvider]
+
+
+def ask(text: str = "hello there world", **options: Any) -> ChatRequest:
+    return ChatRequest(
+        model=options.pop("model", MODEL),
+        messages=[Message("system", "Be brief."), Message("user", text)],
+        **options,
+    )
+
+
+async def collect(provider: Provider, request: ChatRequest) -> list[Chunk]:
+    return [chunk async for chunk in provider.stream(request)]
+
+
+async def collect_until_error(
+    provider: Provider, request: ChatRequest
+) -> tuple[list[Chunk], BaseException]:
+    """The chunks that arrived before the stream failed, and what it failed with."""
+    chunks: list[Chunk] = []
+    try:
+        async for chunk in provider.stream(request):
+            chunks.append(chunk)
+    except BaseException as exc:  # the test inspects whatever escaped
+        return chunks, exc
+    raise AssertionError(f"the stream did not fail; got {chunks!r}")
+
+
+@pytest.fixture
+async def double() -> AsyncIterator[OpenAIDouble]:
+    async with OpenAIDouble(key=KEY) as server:
+        yield server
+
+
+@pytest.fixture
+async def make() -> AsyncIterator[MakeProvider]:
+    """Build providers (fast retries, short timeouts) and close them after the test."""
+    made: list[OpenAIProvider] = []
+
+    def build(base_url: str, **overrides: Any) -> OpenAIProvider:
+        settings: dict[str, Any] = {
+            "name": "oa",
+            "kind": "openai",
+            "base_url": base_url,
+            "api_key": KEY,
+            "timeout": 2.0,
+            "max_retries": 2,
+            "backoff": 0.01,
+        }
+        settings.update(overrides)
+        provider = OpenAIProvider(ProviderConfig(**settings))
+        made.append(provider)
+        return provider
+
+    yield build
+    for provider in made:
+        await provider.aclose()
+
+
+# -- the happy path ---------------------------------------------------------
+
+
+async def test_text_arrives_complete_and_in_order(double: OpenAIDouble, make: MakeProvider) -> None:
+    chunks = await collect(make(double.base_url), ask("one two three four five"))
+    texts = [c.text for c in chunks if c.text]
+    assert len(texts) > 1
+    assert "".join(texts) == "echo: one two three four five"
+    assert texts[0] == "echo:"
+
+
+async def test_explicit_pieces_join_back_exactly(double: OpenAIDouble, make: MakeProvider) -> None:
+    pieces = ["Привет", ", ", "мир", " 🌍", "\n\n", "**bold**"]
+    double.default = Reply(chunks=pieces)
+    chunks = await collect(make(double.base_url), ask())
+    assert [c.text for c in chunks if c.text] == pieces
+
+
+async def test_finish_reason_and_usage_are_read(double: OpenAIDouble, make: MakeProvider) -> None:
+    double.default = Reply(text="a b c", usage=(21, 3))
+    chunks = await collect(make(double.base_url), ask())
+    assert [c.finish_reason for c in chunks if c.finish_reason] == ["stop"]
+    assert [c.usage for c in chunks if c.usage] == [Usage(input_tokens=21, output_tokens=3)]
+    # the usage-only chunk comes last, after the finish reason
+    assert chunks[-1].usage is not None and chunks[-1].text == ""
+
+
+async def test_no_usage_when_the_server_sends_none(
+    double: OpenAIDouble, make: MakeProvider
+) -> None:
+    double.default = Reply(text="a b", usage=None)
+    result = await make(double.base_url).complete(ask())
+    assert result.text == "a b"
+    assert result.usage is None
+    assert result.finish_reason == "stop"
+
+
+async def test_complete_collects_the_answer(double: OpenAIDouble, make: MakeProvider) -> None:
+    double.default = Reply(text="The answer is 42.", usage=(5, 6))
+    result = await make(double.base_url).complete(ask())
+    assert result.text == "The answer is 42."
+    assert result.finish_reason == "stop"
+    assert result.usage == Usage(input_tokens=5, output_tokens=6)
+
+
+async def test_max_tokens_cuts_the_answer_with_finish_reason_length(
+    double: OpenAIDouble, make: MakeProvider
+) -> None:
+    double.default = Reply(text="one two three four five six")
+    result = await make(double.base_url).complete(ask(max_tokens=3))
+    assert result.text == "one two three"
+    assert result.finish_reason == "length"
+
+
+async def test_the_request_on_the_wire(double: OpenAIDouble, make: MakeProvider) -> None:
+    await make(double.base_url).complete(ask("hi", max_tokens=50, temperature=0.25))
+    (call,) = double.calls("/chat/completions")
+    assert call.method == "POST"
+    assert call.path == "/v1/chat/completions"
+    assert call.headers["Authorization"] == f"Bearer {KEY}"
+    body = call.json
+    assert body["model"] == MODEL
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert body["max_completion_tokens"] == 50
+    assert "max_tokens" not in body
+    assert body["temperature"] == 0.25
+    assert body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+    ]
+
+
+async def test_unset_options_are_not_sent(double: OpenAIDouble, make: MakeProvider) -> None:
+    await make(double.base_url).complete(ask())
+    body = double.calls("/chat/completions")[0].json
+    assert "temperature" not in body
+    assert "max_completion_tokens" not in body
+
+
+async def test_registry_builds_this_adapter(double: OpenAIDouble) -> None:
+    config = ProviderConfig(name="oa", kind="openai", base_url=double.base_url, api_key=KEY)
+    provider = registry.create(config)
+    try:
+        assert isinstance(provider, OpenAIProvider)
+        assert registry.needs_key("openai") is True
+        assert (await provider.complete(ask("x"))).text == "echo: x"
+    finally:
+        await provider.aclose()
+
+
+async def test_a_provider_without_key_works_and_never_sends_the_environment_key(
+    make: MakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment")
+    async with OpenAIDouble(key=None) as local:
+        result = await make(local.base_url, api_key=None).complete(ask("local"))
+        assert result.text == "echo: local"
+        sent = local.calls("/chat/completions")[0].headers.get("Authorization", "")
+        assert "sk-from-the-environment" not in sent
+
+
+async def test_an_abandoned_stream_leaves_the_provider_usable(
+    double: OpenAIDouble, make: MakeProvider
+) -> None:
+    provider = make(double.base_url)
+    double.default = Reply(text="a b c d e f g h", chunk_delay=0.01)
+    stream = provider.stream(ask())
+    first = await anext(stream)
+    assert first.text == "a"
+    await stream.aclose()  # what /stop does
+    assert (await provider.complete(ask())).text == "a b c d e f g h"
+
+
+# -- list_models --------------------------------------------------------------
+
+
+async def test_list_models(double: OpenAIDouble, make: MakeProvider) -> None:
+    double.known_models = {"gpt-5-mini", "gpt-4.1"}
+    assert await make(double.base_url).list_models() == ["gpt-4.1", "gpt-5-mini"]
+    (call,) = double.calls("/models")
+    assert call.method == "GET"
+    assert call.headers["Authorization"] == f"Bearer {KEY}"
+
+
+async def test_list_models_with_a_wrong_key(double: OpenAIDouble, make: MakeProvider) -> None:
+    with pytest.raises(AuthenticationError):
+        await make(double.base_url, api_key="wrong").list_models()
+
+
+# -- errors that are not retried ------------------------------------------------
+
+
+async def test_wrong_key_is_an_authentication_error(
+    double: OpenAIDouble, make: MakeProvider
+) -> None:
+    secret = "sk-wrong-but-secret"
+    with pytest.raises(AuthenticationError) as caught:
+        await collect(make(double.base_url, api_key=secret), ask())
+    assert caught.value.status == 401
+    assert secret not in str(caught.value)
+    assert len(double.requests) == 1
+
+
+async def test_unknown_model_is_model_not_found(double: OpenAIDouble, make: MakeProvider) -> None:
+    double.known_models = {"gpt-5-mini"}
+    with pytest.raises(ModelNotFoundError) as caught:
+        await collect(make(double.base_url), ask(model="gpt-9"))
+    assert "gpt-9" in str(caught.value)
+    assert len(double.requests) == 1
+
+
+async def test_context_too_long(double: OpenAIDouble, make: MakeProvider) -> None:
+    double.context_limit = 10
+    with pytest.raises(ContextTooLongError) as caught:
+        await collect(make(double.base_url), ask("word " * 100))
+    assert caught.value.status == 400
+    assert isinstance(caught.value, BadRequestError)
+    assert len(double.requests) == 1
+
+
+async def test_context_too_long_is_recognised_by_its_code(
+    double: OpenAIDouble, make: MakeProvider
+) -> None:
+    """Compatible servers word the message differently; the code says it all."""
+    double.context_limit = 10
+    double.context_message = "Please reduce the length of the messages or completion."
+    with pytest.raises(ContextTooLongError):
+        await collect(make(double.base_url), ask("word " * 100))
+
+
+async def test_other_bad_request(double: OpenAIDouble, make: MakeProvider) -> None:
+    double.default = Reply(status=400, error="Unsupported value: 'temperature'")
+    with pytest.raises(BadRequestError) as caught:
+        await collect(make(double.base_url), ask(temperature=3.0))
+    assert not isinstance(caught.value, ContextTooLongError)
+    assert "temperature" in str(caught.value)
+
+
+# -- retries before the first chunk ---------------------------------------------
+
+
+async def test_429_waits_retry_after_then_succeeds(
+    double: OpenAIDouble, make: MakeProvider
+) -> None:
+    double.queue.append(Reply(status=429, retry_after=0.3, error="Rate limit reached"))
+    result = await make(double.base_url).complete(ask("again"))
+    assert result.text == "echo: again"
+    first, second = double.calls("/chat/completions")
+    # the event loop may wake a timer up to its clock resolution early
+    assert second.time - first.time >= 0.3 - 0.005
+
+
+async def test_429_with_a_long_retry_after_is_not_retried(
+    double: OpenAIDouble, make: MakeProvider
+) -> None:
+    double.default = Reply(status=429, retry_after=30)
+    started = time.monotonic()
+    with pytest.raises(RateLimitedError) as caught:
+        await collect(make(double.base_url, max_retry_wait=10.0), ask())
+    assert caught.value.retry_after == 30
+    assert len(double.requests) == 1
+    assert time.monotonic() - started < 5
+
+
+async def test_429_without_retry_after_backs_off_and_gives_up(
+    double: OpenAIDouble, make: MakeProvider
+) -> None:
+    double.default = Reply(status=429)
+    with pytest.raises(RateLimitedError) as caught:
+        await collect(make(double.base_url, max_retries=2), ask())
+    assert caught.value.retry_after is None
+    assert len(double.requests) == 3
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_server_errors_are_retried_then_unavailable(
+    double: OpenAIDouble, make: MakeProvider, status: int
+) -> None:
+    double.default = Reply(status=status)
+    with pytest.raises(UnavailableError) as caught:
+        await collect(make(double.base_url, max_retries=2), ask())
+    assert caught.value.status == status
+    assert len(double.calls("/chat/completions")) == 3
+
+
+async def test_a_server_error_then_success(double: OpenAIDouble, make: MakeProvider) -> None:
+    double.queue.extend([Reply(status=503), Reply(status=500)])
+    result = await make(double.base_url, max_retries=2).complete(ask("ok"))
+    assert result.text == "echo: ok"
+    assert len(double.requests) == 3
+
+
+async def test_connection_refused_is_unavailable(make: MakeProvider) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    provider = make(f"http://127.0.0.1:{port}/v1", max_retries=1)
+    with pytest.raises(UnavailableError):
+        await collect(provider, ask())
+    with pytest.raises(UnavailableError):
+        await provider.list_models()
+
+
+# -- timeouts, cuts, garbage ----------------------------------------------------
+
+
+async def test_a_hang_is_a_timeout(double: OpenAIDouble, make: MakeProvider) -> None:
+    double.default = Reply(hang=True)
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeoutError):
+        await collect(make(double.base_url, timeout=0.3), ask())
+    assert time.monotonic() - started < 3
+    assert len(double.requests) == 1
+
+
+async def test_a_stall_mid_stream_is_a_timeout_after_the_text_so_far(
+    double: OpenAIDouble, make: MakeProvider
+) -> None:
+    double.default = Reply(chunks=["a", "b", "c"], chunk_delay=1.0)
+    chunks, error = await collect_until_error(make(double.base_url, timeout=0.3), ask())
+    assert isinstance(error, ProviderTimeoutError)
+    assert [c.text for c in chunks] == ["a"]
+    assert len(double.requests) == 1
+
+
+async def test_a_cut_stream_fails_after_its_text_and_is_not_retried(
+    double: OpenAIDouble, make: MakeProvider
+) -> None:
+    double.default = Reply(chunks=["one", " two", " three", " four"], cut_after=2)
+    chunks, error = await collect_until_error(make(double.base_url), ask())
+    assert isinstance(error, UnavailableError)
+    assert [c.text for c in chunks] == ["one", " two"]
+    assert len(double.requests) == 1
+
+
+async def test_an_error_event_mid_stream_is_not_retried(
+    double: OpenAIDouble, make: MakeProvider
+) -> None:
+    double.default = Reply(chunks=["one", " two", " three"], error_after=2, error="overloaded")
+    chunks, error = await collect_until_error(make(double.base_url), ask())
+    assert isinstance(error, UnavailableError)
+    assert "overloaded" in str(error)
+    assert [c.text for c in chunks] == ["one", " two"]
+    assert len(double.requests) == 1
+
+
+async def test_an_error_event_before_any_text_is_retried(
+    double: OpenAIDouble, make: MakeProvider
+) -> None:
+    double.queue.append(Reply(error_after=0))
+    result = await make(double.base_url).complete(ask("then fine"))
+    assert result.text == "echo: then fine"
+    assert len(double.requests) == 2
+
+
+async def test_an_error_event_with_a_status_code(double: OpenAIDouble, make: MakeProvider) -> None:
+    """OpenRouter puts an HTTP status in the error event's code."""
+    double.stream_error_code = 502
+    double.default = Reply(error_after=0, error="Provider returned error")
+    with pytest.raises(UnavailableError) as caught:
+        await collect(make(double.base_url, max_retries=1), ask())
+    assert caught.value.status == 502
+    assert len(double.requests) == 2
+
+
+async def test_an_error_event_about_the_context(double: OpenAIDouble, make: MakeProvider) -> None:
+    double.stream_error_code = "context_length_exceeded"
+    double.default = Reply(error_after=0, error="Input is too large.")
+    with pytest.raises(ContextTooLongError):
+        await collect(make(double.base_url), ask())
+    assert len(double.requests) == 1
+
+
+async def test_a_slow_first_token_within_the_timeout_is_fine(
+    double: OpenAIDouble, make: MakeProvider
+) -> None:
+    double.default = Reply(text="late but here", first_delay=0.2, chunk_delay=0.05)
+    result = await make(double.base_url, timeout=0.5).complete(ask())
+    assert result.text == "late but here"
+
+
+async def test_a_malformed_stream_is_unavailable(double: OpenAIDouble, make: MakeProvider) -> None:
+    double.default = Reply(malformed=True)
+    with pytest.raises(UnavailableError):
+        await collect(make(double.base_url, max_retries=1), ask())
+    assert len(double.requests) == 2  # retried once: nothing reached the user
+
+
+async def test_a_body_that_is_not_a_stream_is_unavailable(make: MakeProvider) -> None:
+    """A wrong base_url that lands on a web page answers 200 with HTML."""
+    server = DoubleServer()
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text="<html><body>Welcome!</body></html>", content_type="text/html")
+
+    server.app.router.add_route("*", "/{tail:.*}", page)
+    async with server:
+        provider = make(server.url, max_retries=0)
+        with pytest.raises(UnavailableError):
+            await collect(provider, ask())
+        with pytest.raises(UnavailableError):
+            await provider.list_models()
+
+
+# -- nothing but ProviderError escapes ------------------------------------------
+
+
+def _cut(double: OpenAIDouble) -> None:
+    double.default = Reply(chunks=["a", "b", "c"], cut_after=1)
+
+
+def _stall(double: OpenAIDouble) -> None:
+    double.default = Reply(chunks=["a", "b"], chunk_delay=1.0)
+
+
+def _known(double: OpenAIDouble) -> None:
+    double.known_models = {"other"}
+
+
+def _context(double: OpenAIDouble) -> None:
+    double.context_limit = 1
+
+
+SCENARIOS: dict[str, Callable[[OpenAIDouble], None]] = {
+    "401": lambda d: setattr(d, "key", "another-key"),
+    "404": _known,
+    "400 context": _context,
+    "400": lambda d: setattr(d, "default", Reply(status=400)),
+    "422": lambda d: setattr(d, "default", Reply(status=422)),
+    "429": lambda d: setattr(d, "default", Reply(status=429, retry_after=60)),
+    "500": lambda d: setattr(d, "default", Reply(status=500)),
+    "503": lambda d: setattr(d, "default", Reply(status=503)),
+    "hang": lambda d: setattr(d, "default", Reply(hang=True)),
+    "stall": _stall,
+    "cut": _cut,
+    "cut at once": lambda d: setattr(d, "default", Reply(cut_after=0)),
+    "error event": lambda d: setattr(d, "default", Reply(error_after=1)),
+    "malformed": lambda d: setattr(d, "default", Reply(malformed=True)),
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+async def test_every_failure_is_a_provider_error(
+    double: OpenAIDouble, make: MakeProvider, scenario: str
+) -> None:
+    SCENARIOS[scenario](double)
+    provider = make(double.base_url, timeout=0.3, max_retries=1)
+    _, error = await collect_until_error(provider, ask())
+    assert isinstance(error, ProviderError), repr(error)
+    assert type(error).__module__ == "providers.errors"
+    assert KEY not in str(error)
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        lambda p: p.list_models(),
+        lambda p: p.complete(ask()),
+    ],
+    ids=["list_models", "complete"],
+)
+async def test_no_sdk_exception_escapes_from_a_dead_server(
+    make: MakeProvider, run: Callable[[OpenAIProvider], Awaitable[Any]]
+) -> None:
+    async with OpenAIDouble(key=KEY) as gone:
+        url = gone.base_url
+    provider = make(url, max_retries=0)
+    with pytest.raises(ProviderError) as caught:
+        await run(provider)
+    assert type(caught.value).__module__ == "providers.errors"
+
+
+# -- the double's non-streaming path (for the bot's tests that may use it) -------
+
+
+async def test_the_double_answers_a_non_streaming_call(double: OpenAIDouble) -> None:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{double.base_url}/chat/completions",
+            headers={"Authorization": f"Bearer {KEY}"},
+            json={"model": MODEL, "messages": [{"role": "user", "content": "hey"}]},
+        )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "echo: hey",
+        "refusal": None,
+    }
+    assert body["choices"][0]["finish_reason"] == "stop"
+    assert body["usage"] == {"prompt_tokens": 7, "completion_tokens": 11, "total_tokens": 18}
