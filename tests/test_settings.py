@@ -10,10 +10,20 @@ from pydantic import ValidationError
 from bot.__main__ import main
 from bot.settings import DEFAULT_MODELS_FILE, Settings, environ_with_dotenv
 
-ALL = (
-    "BOT_TOKEN TELEGRAM_API_URL REDIS_URL MODELS_FILE ADMIN_IDS LIMITS_TIMEZONE WEBHOOK_URL "
-    "WEBHOOK_SECRET WEBHOOK_HOST WEBHOOK_PORT METRICS_PORT LOG_LEVEL"
-).split()
+ALL = [
+    "BOT_TOKEN",
+    "TELEGRAM_API_URL",
+    "REDIS_URL",
+    "MODELS_FILE",
+    "ADMIN_IDS",
+    "LIMITS_TIMEZONE",
+    "WEBHOOK_URL",
+    "WEBHOOK_SECRET",
+    "WEBHOOK_HOST",
+    "WEBHOOK_PORT",
+    "METRICS_PORT",
+    "LOG_LEVEL",
+]
 
 
 @pytest.fixture(autouse=True)
