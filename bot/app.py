@@ -1,0 +1,126 @@
+"""Composition root: Redis, providers and services built once, handed to the dispatcher as
+keyword arguments (aiogram injects them into handlers by parameter name)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.types import BotCommand, BotCommandScopeDefault
+from redis.asyncio import Redis
+
+from bot import redact
+from bot.catalog import Catalog, CatalogError, load_catalog
+from bot.handlers import get_routers
+from bot.middlewares import InFlight, TextsMiddleware
+from bot.services.chat import ChatService
+from bot.services.history import History
+from bot.services.pacer import Pacer
+from bot.services.pool import ProviderPool
+from bot.services.prefs import Prefs
+from bot.settings import Settings
+from bot.telegram import make_bot
+from bot.texts import EN, LANGUAGES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    """Everything the running bot holds, and how to stop it cleanly."""
+
+    settings: Settings
+    catalog: Catalog
+    redis: Redis
+    pool: ProviderPool
+    bot: Bot
+    dispatcher: Dispatcher
+    in_flight: InFlight
+
+    @classmethod
+    def build(cls, settings: Settings, catalog: Catalog) -> App:
+        redis = Redis.from_url(
+            settings.redis_url.get_secret_value(),
+            socket_timeout=5,
+            socket_connect_timeout=3,
+            health_check_interval=30,
+            retry_on_timeout=True,
+        )
+        pool = ProviderPool(catalog)
+        prefs = Prefs(redis, catalog)
+        history = History(
+            redis, settings.history_max_messages, int(settings.history_ttl_hours * 3600)
+        )
+        pacer = Pacer()
+        services: dict[str, Any] = {
+            "settings": settings,
+            "catalog": catalog,
+            "redis": redis,
+            "pool": pool,
+            "prefs": prefs,
+            "history": history,
+            "pacer": pacer,
+            "chat_service": ChatService(redis, catalog, prefs, history, pool, pacer),
+        }
+        dispatcher = Dispatcher(**services)
+        in_flight = InFlight()
+        dispatcher.update.outer_middleware(in_flight)
+        dispatcher.update.outer_middleware(TextsMiddleware())
+        dispatcher.include_routers(*get_routers())
+        return cls(settings, catalog, redis, pool, make_bot(settings), dispatcher, in_flight)
+
+    async def set_commands(self) -> None:
+        for code, texts in LANGUAGES.items():
+            commands = [BotCommand(command=c, description=d) for c, d in texts.commands.items()]
+            language = None if texts is EN else code
+            await self.bot.set_my_commands(
+                commands, scope=BotCommandScopeDefault(), language_code=language
+            )
+
+    async def run_polling(self, handle_signals: bool = True) -> None:
+        await self.bot.delete_webhook(drop_pending_updates=False)
+        await self.set_commands()
+        await self.dispatcher.start_polling(
+            self.bot,
+            allowed_updates=self.dispatcher.resolve_used_update_types(),
+            handle_signals=handle_signals,
+            close_bot_session=False,
+            tasks_concurrency_limit=self.settings.max_concurrent_answers,
+        )
+
+    async def close(self) -> None:
+        """Let answers in flight finish (for the grace period), then close everything."""
+        cancelled = await self.in_flight.drain(self.settings.shutdown_grace_seconds)
+        if cancelled:
+            log.warning("shutdown: %d answer(s) did not finish in time", cancelled)
+        await self.pool.aclose()
+        await self.bot.session.close()
+        await self.redis.aclose()
+
+
+async def run(settings: Settings, environ: dict[str, str]) -> int:
+    """``python -m bot``: validate, build, poll until SIGTERM/SIGINT, shut down cleanly."""
+    redactor = redact.Redactor([settings.bot_token.get_secret_value()])
+    redact.install(redactor, settings.log_level)
+    try:
+        catalog = load_catalog(settings.models_file, environ)
+    except CatalogError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    redactor.add(*catalog.keys.values())
+    app = App.build(settings, catalog)
+    log.info(
+        "starting: %d models (%s), polling %s",
+        len(catalog.models),
+        ", ".join(catalog.models),
+        settings.telegram_api_url,
+    )
+    try:
+        await app.run_polling()
+    finally:
+        await asyncio.shield(app.close())
+    return 0

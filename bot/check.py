@@ -1,0 +1,105 @@
+"""``python -m bot check``: is the configuration good and is everything reachable?"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from aiogram.exceptions import AiogramError
+
+from bot.catalog import Catalog, CatalogError, load_catalog
+from bot.redact import Redactor
+from bot.settings import Settings
+from bot.telegram import make_bot
+from providers import ProviderError, registry
+
+TIMEOUT = 10.0
+
+
+@dataclass
+class Row:
+    what: str
+    ok: bool | None  # None: not checked (no key), does not fail the check
+    detail: str
+
+
+async def run_check(
+    settings: Settings, environ: dict[str, str], out: Callable[[str], None] = print
+) -> int:
+    """Check everything, print a table, and return the exit status (0: all reachable)."""
+    redactor = Redactor([settings.bot_token.get_secret_value()])
+    try:
+        catalog = load_catalog(settings.models_file, environ)
+    except CatalogError as exc:
+        out(str(exc))
+        return 2
+    redactor.add(*catalog.keys.values())
+    rows = [
+        Row(
+            "catalog",
+            True,
+            f"{settings.models_file}: {len(catalog.models)} of "
+            f"{len(catalog.all_models)} models usable, new users start on "
+            f"{catalog.default_model!r}",
+        )
+    ]
+    rows += [
+        Row(f"model {m}", None, f"hidden: {var} is not set") for m, var in catalog.hidden.items()
+    ]
+    checks = [_check_redis(settings), _check_telegram(settings)]
+    checks += [_check_provider(catalog, name) for name in catalog.used_providers()]
+    rows += await asyncio.gather(*checks)
+    width = max(len(r.what) for r in rows)
+    for row in rows:
+        status = {True: "ok", False: "FAIL", None: "-"}[row.ok]
+        out(redactor(f"{row.what:<{width}}  {status:<4}  {row.detail}"))
+    failed = sum(1 for r in rows if r.ok is False)
+    out(f"{failed} problem(s)" if failed else "all reachable")
+    return 1 if failed else 0
+
+
+async def _check_redis(settings: Settings) -> Row:
+    client = aioredis.from_url(
+        settings.redis_url.get_secret_value(), socket_connect_timeout=3, socket_timeout=3
+    )
+    try:
+        await asyncio.wait_for(client.ping(), TIMEOUT)
+        info = await client.info("server")
+        return Row("redis", True, f"PING ok, Redis {info.get('redis_version', '?')}")
+    except (aioredis.RedisError, OSError, TimeoutError) as exc:
+        return Row("redis", False, f"unreachable: {type(exc).__name__}: {exc}")
+    finally:
+        await client.aclose()
+
+
+async def _check_telegram(settings: Settings) -> Row:
+    bot = make_bot(settings)
+    try:
+        me = await asyncio.wait_for(bot.get_me(), TIMEOUT)
+        return Row("telegram", True, f"getMe ok: @{me.username} ({settings.telegram_api_url})")
+    except (AiogramError, TimeoutError) as exc:
+        return Row("telegram", False, f"getMe failed: {type(exc).__name__}: {exc}")
+    finally:
+        await bot.session.close()
+
+
+async def _check_provider(catalog: Catalog, name: str) -> Row:
+    config = catalog.provider_config(name)
+    provider = registry.create(config)
+    what = f"provider {name}"
+    try:
+        available = set(await asyncio.wait_for(provider.list_models(), config.timeout))
+    except ProviderError as exc:
+        return Row(what, False, f"{type(exc).__name__}: {exc}")
+    except TimeoutError:
+        return Row(what, False, f"no answer within {config.timeout:g}s")
+    finally:
+        await provider.aclose()
+    names = sorted({m.name for m in catalog.models.values() if m.provider == name})
+    missing = [n for n in names if n not in available]
+    detail = f"{config.kind} at {config.base_url}: reachable, {len(available)} models listed"
+    if missing and available:
+        detail += f"; not listed (check the names): {', '.join(missing)}"
+    return Row(what, True, detail)

@@ -1,0 +1,48 @@
+"""Which messages are for the bot: all in private chats; in groups, only those that
+mention the bot or reply to it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram import Bot
+from aiogram.enums import ChatType, MessageEntityType
+from aiogram.filters import BaseFilter
+from aiogram.types import Message
+
+
+class Addressed(BaseFilter):
+    """Passes messages meant for the bot and gives the handler ``prompt``: the text with
+    the bot's @mention taken out."""
+
+    async def __call__(self, message: Message, bot: Bot) -> bool | dict[str, Any]:
+        text = message.text or message.caption or ""
+        if message.chat.type == ChatType.PRIVATE:
+            return {"prompt": text}
+        me = await bot.me()
+        mention = f"@{me.username}".lower() if me.username else None
+        entities = message.entities or message.caption_entities or []
+        mentioned = mention is not None and any(
+            e.type == MessageEntityType.MENTION and e.extract_from(text).lower() == mention
+            for e in entities
+        )
+        replied = (
+            message.reply_to_message is not None
+            and message.reply_to_message.from_user is not None
+            and message.reply_to_message.from_user.id == me.id
+        )
+        if not (mentioned or replied):
+            return False
+        if mentioned and mention:
+            text = _remove_mention(text, mention)
+        return {"prompt": text.strip()}
+
+
+def _remove_mention(text: str, mention: str) -> str:
+    lower = text.lower()
+    start = lower.find(mention)
+    while start != -1:
+        text = text[:start] + text[start + len(mention) :]
+        lower = text.lower()
+        start = lower.find(mention)
+    return text

@@ -1,0 +1,13 @@
+"""One router per feature; ``get_routers()`` builds them (fresh for each dispatcher) in
+the order they must match."""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+
+def get_routers() -> list[Router]:
+    from bot.handlers import chat, errors, model, other, start
+
+    # `other` last: it answers whatever the feature routers did not take.
+    return [m.router() for m in (errors, start, model, chat, other)]

@@ -1,0 +1,312 @@
+"""The answer writer: shows an answer growing in the chat, then delivers it whole.
+
+Private chats stream with ``sendMessageDraft`` (an empty draft shows Telegram's own
+"Thinking…") and finish with ``sendMessage``; groups, and private chats where drafts fail,
+send one message and edit it. Intermediate updates go out at the chat's pace (shared
+:class:`~bot.services.pacer.Pacer`), never twice with the same text, and may be dropped;
+the final messages are always delivered: 429s are waited out, 5xx and network errors
+retried, and a message whose formatting Telegram rejects is sent as plain text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from aiogram import Bot
+from aiogram.enums import ChatAction
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.methods import EditMessageText, SendChatAction, SendMessage, SendMessageDraft
+from aiogram.methods.base import TelegramMethod
+from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions, Message, ReplyParameters
+
+from bot.render import Part, render, render_preview, utf16_len
+from bot.services.pacer import DRAFT_INTERVAL, EDIT_INTERVAL, GROUP_INTERVAL, Pacer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TYPING_EVERY = 4.5  # Telegram shows "typing" for about 5 s
+DRAFT_REFRESH = 20.0  # a draft disappears after 30 s without an update
+FINAL_ATTEMPTS = 6
+MAX_RETRY_AFTER = 60.0
+LIMIT = 4096
+_NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+
+class AnswerWriter:
+    """One answer in one chat. Use ``start()``, then ``append()`` text, then ``finish()``."""
+
+    def __init__(
+        self,
+        bot: Bot,
+        pacer: Pacer,
+        chat_id: int,
+        *,
+        private: bool,
+        placeholder: str,
+        reply_to: int | None = None,
+        thread_id: int | None = None,
+        header: Part | None = None,
+        use_draft: bool | None = None,
+    ) -> None:
+        self.bot = bot
+        self.pacer = pacer
+        self.chat_id = chat_id
+        self.private = private
+        self.use_draft = private if use_draft is None else use_draft
+        self.placeholder = placeholder
+        self.reply_to = reply_to
+        self.thread_id = thread_id
+        self.header = header
+        self.draft_id = random.randint(1, 2**31 - 1)
+        self.message_id: int | None = None  # the edited message, in edit mode
+        self._pieces: list[str] = []
+        self._changed = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._shown: str | None = None  # the text of the last update Telegram accepted
+        self._shown_at = 0.0
+        self._has_text = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._typing_task: asyncio.Task[None] | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self._pieces)
+
+    @property
+    def interval(self) -> float:
+        if not self.private:
+            return GROUP_INTERVAL
+        return DRAFT_INTERVAL if self.use_draft else EDIT_INTERVAL
+
+    async def start(self) -> None:
+        """Show that an answer is coming, and start the update and typing loops."""
+        self._typing_task = asyncio.create_task(self._typing())
+        await self._update()
+        self._loop_task = asyncio.create_task(self._loop())
+
+    def append(self, delta: str) -> None:
+        if delta:
+            self._pieces.append(delta)
+            self._has_text = True
+            self._changed.set()
+
+    async def finish(
+        self, markdown: str | None = None, reply_markup: InlineKeyboardMarkup | None = None
+    ) -> list[int]:
+        """Stop streaming and deliver ``markdown`` (default: the text so far) in full.
+
+        Returns the ids of the messages that hold the answer.
+        """
+        await self._stop()
+        parts = self._with_header(render(self.text if markdown is None else markdown, self._limit))
+        ids: list[int] = []
+        for index, part in enumerate(parts):
+            markup = reply_markup if index == len(parts) - 1 else None
+            if index == 0 and self.message_id is not None:
+                message_id = await self._final_edit(part, markup)
+                if message_id is not None:
+                    ids.append(message_id)
+                    continue
+            sent = await self._final_send(part, markup)
+            if sent is not None:
+                ids.append(sent)
+        return ids
+
+    async def cancel(self) -> None:
+        """Stop the loops without delivering anything (shutdown)."""
+        await self._stop()
+
+    # -- streaming -------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while not self._closed.is_set():
+            if self.use_draft and not self._has_text:
+                # keep the "Thinking…" draft alive: it lasts 30 s on the client
+                await _wait(self._changed, DRAFT_REFRESH)
+            else:
+                await self._changed.wait()
+            await _wait(self._closed, self.pacer.delay(self.chat_id))
+            if self._closed.is_set():
+                return
+            self._changed.clear()
+            await self._update()
+
+    async def _update(self) -> None:
+        part = None
+        if self._has_text:
+            part = self._with_header([render_preview(self.text, self._limit)])[0]
+        if part is not None and part.text == self._shown:
+            return
+        self.pacer.claim(self.chat_id, self.interval)
+        try:
+            if self.use_draft:
+                await self.bot(self._draft(part))
+            elif self.message_id is None:
+                first = part or Part(self.placeholder, [])
+                sent = await self.bot(self._send(first, None))
+                self.message_id = sent.message_id
+            elif part is not None:
+                await self.bot(self._edit(part, None))
+            else:
+                return
+            self._shown = part.text if part is not None else None
+            self._shown_at = time.monotonic()
+        except TelegramRetryAfter as exc:
+            self.pacer.flood(self.chat_id, exc.retry_after)
+            self._changed.set()  # try again when the chat's slot opens
+        except TelegramBadRequest as exc:
+            if self.use_draft:
+                log.info("chat %s: drafts refused (%s), editing a message", self.chat_id, exc)
+                self.use_draft = False
+                self._changed.set()
+            elif "not modified" not in exc.message:
+                log.debug("chat %s: update refused: %s", self.chat_id, exc.message)
+        except (TelegramNetworkError, TelegramServerError) as exc:
+            log.debug("chat %s: update failed: %s", self.chat_id, exc)
+        except TelegramForbiddenError:
+            log.info("chat %s: the bot cannot write here", self.chat_id)
+
+    async def _typing(self) -> None:
+        while not self._has_text and not self._closed.is_set():
+            with contextlib.suppress(
+                TelegramBadRequest, TelegramNetworkError, TelegramServerError, TelegramRetryAfter
+            ):
+                await self.bot(
+                    SendChatAction(
+                        chat_id=self.chat_id,
+                        action=ChatAction.TYPING,
+                        message_thread_id=self.thread_id,
+                    )
+                )
+            await _wait(self._closed, TYPING_EVERY)
+
+    async def _stop(self) -> None:
+        """Stop the loops, letting an update already on its way to Telegram land first
+        (cancelling a request midway can leave a stale draft after the final message)."""
+        self._closed.set()
+        self._changed.set()
+        tasks = [t for t in (self._loop_task, self._typing_task) if t is not None]
+        self._loop_task = self._typing_task = None
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- final delivery --------------------------------------------------------------
+
+    async def _final_edit(self, part: Part, markup: InlineKeyboardMarkup | None) -> int | None:
+        """Turn the streamed message into the first part; None if it is gone."""
+        assert self.message_id is not None
+        if part.text == self._shown and markup is None:
+            return self.message_id
+        try:
+            await self._deliver(lambda p: self._edit(p, markup), part)
+        except TelegramBadRequest as exc:
+            if "not modified" in exc.message:
+                return self.message_id
+            log.info("chat %s: final edit refused (%s), sending anew", self.chat_id, exc.message)
+            return None
+        except TelegramForbiddenError:
+            return self.message_id
+        return self.message_id
+
+    async def _final_send(self, part: Part, markup: InlineKeyboardMarkup | None) -> int | None:
+        try:
+            sent: Message = await self._deliver(lambda p: self._send(p, markup), part)
+        except (TelegramBadRequest, TelegramForbiddenError) as exc:
+            log.warning("chat %s: an answer could not be delivered: %s", self.chat_id, exc)
+            return None
+        return sent.message_id
+
+    async def _deliver(self, build: Callable[[Part], TelegramMethod[T]], part: Part) -> T:
+        """Call until Telegram takes it: wait out 429s, retry 5xx and network errors, and
+        fall back to plain text when the formatting is refused."""
+        for attempt in range(FINAL_ATTEMPTS):
+            try:
+                return await self.bot(build(part))
+            except TelegramRetryAfter as exc:
+                self.pacer.flood(self.chat_id, exc.retry_after)
+                await asyncio.sleep(min(exc.retry_after, MAX_RETRY_AFTER))
+            except (TelegramNetworkError, TelegramServerError) as exc:
+                if attempt == FINAL_ATTEMPTS - 1:
+                    raise TelegramBadRequest(build(part), f"gave up: {exc}") from exc
+                await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
+            except TelegramBadRequest as exc:
+                if not part.entities or "not modified" in exc.message:
+                    raise
+                log.warning("chat %s: formatting refused (%s), plain text", self.chat_id, exc)
+                part = Part(part.text, [])
+        raise TelegramBadRequest(build(part), "gave up after repeated flood waits")
+
+    # -- method builders -------------------------------------------------------------
+
+    @property
+    def _limit(self) -> int:
+        return LIMIT - (utf16_len(self.header.text) if self.header is not None else 0)
+
+    def _with_header(self, parts: list[Part]) -> list[Part]:
+        if self.header is None or not parts:
+            return parts
+        return [_prefixed(self.header, parts[0]), *parts[1:]]
+
+    def _draft(self, part: Part | None) -> SendMessageDraft:
+        return SendMessageDraft(
+            chat_id=self.chat_id,
+            draft_id=self.draft_id,
+            text=part.text if part is not None else None,
+            entities=part.entities or None if part is not None else None,
+            message_thread_id=self.thread_id,
+        )
+
+    def _send(self, part: Part, markup: InlineKeyboardMarkup | None) -> SendMessage:
+        reply = (
+            ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
+            if self.reply_to is not None
+            else None
+        )
+        return SendMessage(
+            chat_id=self.chat_id,
+            text=part.text,
+            entities=part.entities or None,
+            message_thread_id=self.thread_id,
+            reply_parameters=reply,
+            reply_markup=markup,
+            link_preview_options=_NO_PREVIEW,
+        )
+
+    def _edit(self, part: Part, markup: InlineKeyboardMarkup | None) -> EditMessageText:
+        return EditMessageText(
+            chat_id=self.chat_id,
+            message_id=self.message_id,
+            text=part.text,
+            entities=part.entities or None,
+            reply_markup=markup,
+            link_preview_options=_NO_PREVIEW,
+        )
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until ``event`` is set or ``seconds`` pass, whichever comes first."""
+    if seconds > 0 and not event.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):  # unlike 3.11's wait_for, never eats a cancel
+                await event.wait()
+
+
+def _prefixed(header: Part, part: Part) -> Part:
+    """``header`` followed by ``part``, the part's entities moved past the header."""
+    shift = utf16_len(header.text)
+    moved = [e.model_copy(update={"offset": e.offset + shift}) for e in part.entities]
+    return Part(header.text + part.text, [*header.entities, *moved])

@@ -1,0 +1,52 @@
+"""A user's preferences (current model, compare set): a small Redis hash per user."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from bot.catalog import Catalog
+
+PREFS_TTL = 180 * 24 * 3600  # forget users idle for half a year
+
+
+@dataclass(frozen=True, slots=True)
+class UserPrefs:
+    model: str  # always a usable model id
+    compare: tuple[str, ...]
+
+
+class Prefs:
+    def __init__(self, redis: Redis, catalog: Catalog) -> None:
+        self.redis = redis
+        self.catalog = catalog
+
+    @staticmethod
+    def key(user_id: int) -> str:
+        return f"prefs:{{{user_id}}}"
+
+    def queue_read(self, pipe: Pipeline, user_id: int) -> None:
+        pipe.hgetall(self.key(user_id))
+
+    def parse(self, raw: Mapping[Any, Any]) -> UserPrefs:
+        """Stored values, falling back to the catalog's defaults for anything missing
+        or no longer usable (a model removed or hidden since it was chosen)."""
+        model = raw.get(b"model", b"").decode()
+        if self.catalog.get(model) is None:
+            model = self.catalog.default_model
+        stored = [m for m in raw.get(b"compare", b"").decode().split(",") if self.catalog.get(m)]
+        compare = tuple(stored) if len(stored) >= 2 else tuple(self.catalog.default_compare)
+        return UserPrefs(model=model, compare=compare)
+
+    async def get(self, user_id: int) -> UserPrefs:
+        return self.parse(await self.redis.hgetall(self.key(user_id)))
+
+    async def set(self, user_id: int, **values: str) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.key(user_id), mapping=dict[Any, Any](values))
+            pipe.expire(self.key(user_id), PREFS_TTL)
+            await pipe.execute()

@@ -1,0 +1,38 @@
+"""English."""
+
+from bot.texts.base import Texts
+
+EN = Texts(
+    help=(
+        "I put several language models in one chat. Write to me and the current model "
+        "answers, remembering our conversation.\n\n"
+        "Current model: <b>{model}</b>\n\n{commands}"
+    ),
+    commands={
+        "help": "what I can do",
+        "model": "choose the model",
+        "new": "start a new conversation",
+    },
+    model_choose="Choose a model. Now: <b>{model}</b>",
+    model_switched="Now talking to {model}.",
+    model_unknown="There is no model “{model_id}”. Available: {models}",
+    model_current_mark="✅ ",
+    new_done="Started a new conversation: I have forgotten the previous one.",
+    unsupported=(
+        "I can only read text for now. Send me your question as a message; "
+        "/help lists what I can do."
+    ),
+    thinking="Thinking…",
+    error_auth="{model} refused our credentials. Please pick another model with /model.",
+    error_not_found="{model} is not available from its provider. Please pick another with /model.",
+    error_bad_request="{model} could not accept this request. Try rephrasing it.",
+    error_context="The conversation is too long for {model}. Send /new to start over.",
+    error_rate_limited="{model} is busy right now. Try again in a minute, or pick another /model.",
+    error_timeout="{model} took too long to answer. Please try again.",
+    error_unavailable="{model} is unavailable right now. Try again later, or pick another /model.",
+    error_unsupported="{model} can't do that. Please pick another model with /model.",
+    error_generic="Something went wrong with {model}. Please try again.",
+    interrupted="(answer interrupted: {reason})",
+    empty_answer="{model} returned an empty answer. Please try again.",
+    service_unavailable="The bot is temporarily unavailable. Please try again in a minute.",
+)
