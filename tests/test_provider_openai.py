@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -432,6 +434,100 @@ async def test_a_body_that_is_not_a_stream_is_unavailable(make: MakeProvider) ->
             await collect(provider, ask())
         with pytest.raises(UnavailableError):
             await provider.list_models()
+
+
+# -- the SSE as other servers frame it -------------------------------------------
+
+
+def _event(data: Any) -> bytes:
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
+
+
+def _delta(delta: dict[str, Any], finish: str | None = None, index: int = 0) -> dict[str, Any]:
+    choice = {"index": index, "delta": delta, "finish_reason": finish}
+    return {"object": "chat.completion.chunk", "choices": [choice]}
+
+
+async def _scripted(writes: list[bytes]) -> DoubleServer:
+    """A server that answers every request with these body writes, as an event stream."""
+    server = DoubleServer()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for part in writes:
+            await response.write(part)
+            await asyncio.sleep(0.005)  # each write its own read on the client
+        await response.write_eof()
+        return response
+
+    server.app.router.add_route("*", "/{tail:.*}", answer)
+    return server
+
+
+async def test_sse_framing_of_other_servers(make: MakeProvider) -> None:
+    """CRLF, comments, event names and ids, data over two lines, a line and a UTF-8
+    character split between reads, a second choice, a refusal, and text after [DONE]."""
+    usage = {"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 5}}
+    body = (
+        b": keep-alive\r\n\r\nevent: message\r\nid: 1\r\n"
+        + _event(_delta({"role": "assistant", "content": ""})).replace(b"\n", b"\r\n")
+        + _event(_delta({"content": "caf\u00e9"}, index=0)).replace(b"\\u00e9", "é".encode())
+        + _event(_delta({"content": "other"}, index=1))
+        + b'data: {"choices": [{"index": 0,\ndata: "delta": {"content": " ok"}}]}\n\n'
+        + _event(_delta({"refusal": " no"}))
+        + _event(_delta({}, "stop"))
+        + _event(usage)
+        + b"data: [DONE]\n\ndata: not json\n\n"
+    )
+    cuts = sorted([body.index("é".encode()) + 1, body.index(b"\r\n\r\nevent") + 1, len(body) - 30])
+    writes = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+    async with await _scripted(writes) as server:
+        chunks = await collect(make(f"{server.url}/v1"), ask())
+    assert [c.text for c in chunks] == ["café", " ok", " no", "", ""]
+    assert chunks[-2].finish_reason == "stop"
+    assert chunks[-1].usage == Usage(input_tokens=5, output_tokens=None)
+
+
+@pytest.mark.parametrize(
+    ("event", "expected", "words"),
+    [
+        ({"error": "overloaded"}, UnavailableError, "overloaded"),
+        ({"error": {"message": "slow down", "code": 429}}, RateLimitedError, "slow down"),
+        ('["not", "an", "object"]', UnavailableError, "not a JSON object"),
+        ({"choices": {"index": 0}}, UnavailableError, "malformed choices"),
+    ],
+)
+async def test_odd_events_after_text(
+    make: MakeProvider, event: Any, expected: type[ProviderError], words: str
+) -> None:
+    writes = [_event(_delta({"content": "so far"})), _event(event)]
+    async with await _scripted(writes) as server:
+        chunks, error = await collect_until_error(make(f"{server.url}/v1"), ask())
+    assert [c.text for c in chunks] == ["so far"]
+    assert type(error) is expected
+    assert words in str(error)
+
+
+async def test_a_finished_stream_gives_its_connection_back(make: MakeProvider) -> None:
+    """After [DONE] the rest of the body is read, so the next call reuses the connection."""
+    ports: list[int] = []
+    server = DoubleServer()
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        ports.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(_event(_delta({"content": "hi"}, "stop")) + _event("[DONE]"))
+        await response.write_eof()
+        return response
+
+    server.app.router.add_route("*", "/{tail:.*}", answer)
+    async with server:
+        provider = make(f"{server.url}/v1")
+        for _ in range(3):
+            assert (await provider.complete(ask())).text == "hi"
+    assert len(ports) == 3 and len(set(ports)) == 1
 
 
 # -- nothing but ProviderError escapes ------------------------------------------
