@@ -12,6 +12,8 @@ from typing import Any
 from aiogram import Bot, Dispatcher
 from aiogram.types import BotCommand, BotCommandScopeDefault
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from bot import redact
 from bot.catalog import Catalog, CatalogError, load_catalog
@@ -22,6 +24,7 @@ from bot.services.history import History
 from bot.services.pacer import Pacer
 from bot.services.pool import ProviderPool
 from bot.services.prefs import Prefs
+from bot.services.quota import Quota
 from bot.settings import Settings
 from bot.telegram import make_bot
 from bot.texts import EN, LANGUAGES
@@ -48,7 +51,9 @@ class App:
             socket_timeout=5,
             socket_connect_timeout=3,
             health_check_interval=30,
-            retry_on_timeout=True,
+            # a short retry: an outage is told to the user in about a second, and the
+            # next request reconnects by itself once Redis is back
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
         )
         pool = ProviderPool(catalog)
         prefs = Prefs(redis, catalog)
@@ -56,6 +61,7 @@ class App:
             redis, settings.history_max_messages, int(settings.history_ttl_hours * 3600)
         )
         pacer = Pacer()
+        quota = Quota(redis, catalog, settings.timezone, settings.admin_ids)
         services: dict[str, Any] = {
             "settings": settings,
             "catalog": catalog,
@@ -64,7 +70,8 @@ class App:
             "prefs": prefs,
             "history": history,
             "pacer": pacer,
-            "chat_service": ChatService(redis, catalog, prefs, history, pool, pacer),
+            "quota": quota,
+            "chat_service": ChatService(redis, catalog, prefs, history, pool, pacer, quota),
         }
         dispatcher = Dispatcher(**services)
         in_flight = InFlight()

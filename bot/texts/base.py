@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import datetime
 from html import escape
 
 
@@ -35,8 +37,30 @@ class Texts:
     interrupted: str  # appended to a partial answer; {reason} is one of the above
     empty_answer: str  # {model}
     service_unavailable: str  # Redis or another part of the bot is down
+    # limits; {time} is the reset time with its zone, {left} the time until then
+    limit_model: str  # {model}, {limit}, {time}, {left}
+    limit_overall: str  # {limit}, {time}, {left}
+    limits_overall: str  # /limits: {left}, {limit} credits
+    limits_no_overall: str
+    limits_resets: str  # {time}, {left}
+    limits_model: str  # {model}, {cost}
+    limits_model_capped: str  # {model}, {cost}, {left}, {limit}
+    limits_admin: str
+    hours_minutes: str  # {h}, {m}
+    minutes: str  # {m}
 
 
 def html(template: str, **values: object) -> str:
     """Fill an HTML template (sent with parse_mode HTML), escaping every value."""
     return template.format(**{k: escape(str(v), quote=False) for k, v in values.items()})
+
+
+def reset_time(texts: Texts, resets_at: datetime, now: float) -> dict[str, str]:
+    """``time`` ("00:00 Europe/Moscow") and ``left`` ("5 h 12 min") for limit messages."""
+    minutes = max(1, math.ceil((resets_at.timestamp() - now) / 60))
+    hours, minutes = divmod(minutes, 60)
+    left = (
+        texts.hours_minutes.format(h=hours, m=minutes) if hours else texts.minutes.format(m=minutes)
+    )
+    zone = getattr(resets_at.tzinfo, "key", None) or resets_at.tzname() or ""
+    return {"time": f"{resets_at:%H:%M} {zone}".strip(), "left": left}

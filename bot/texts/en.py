@@ -12,6 +12,7 @@ EN = Texts(
         "help": "what I can do",
         "model": "choose the model",
         "new": "start a new conversation",
+        "limits": "what is left of today's free allowance",
     },
     model_choose="Choose a model. Now: <b>{model}</b>",
     model_switched="Now talking to {model}.",
@@ -35,4 +36,19 @@ EN = Texts(
     interrupted="(answer interrupted: {reason})",
     empty_answer="{model} returned an empty answer. Please try again.",
     service_unavailable="The bot is temporarily unavailable. Please try again in a minute.",
+    limit_model=(
+        "You have used today's {limit} requests to {model}. It resets at {time} "
+        "(in {left}); other models may still answer: /model."
+    ),
+    limit_overall=(
+        "You have used today's free allowance of {limit} credits. It resets at {time} (in {left})."
+    ),
+    limits_overall="<b>Today:</b> {left} of {limit} credits left.",
+    limits_no_overall="<b>Today:</b> no overall limit.",
+    limits_resets="Limits reset at {time} (in {left}).",
+    limits_model="{model}: {cost} credit(s) a request",
+    limits_model_capped="{model}: {cost} credit(s) a request, {left} of {limit} requests left",
+    limits_admin="You are an admin: no limits apply to you.",
+    hours_minutes="{h} h {m} min",
+    minutes="{m} min",
 )
