@@ -11,7 +11,7 @@ from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.types import BotCommand, BotCommandScopeDefault
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
@@ -20,6 +20,7 @@ from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.handlers import get_routers
 from bot.middlewares import InFlight, TextsMiddleware
 from bot.services.chat import ChatService
+from bot.services.compare import CompareService, CompareStore
 from bot.services.history import History
 from bot.services.pacer import Pacer
 from bot.services.pool import ProviderPool
@@ -46,8 +47,12 @@ class App:
 
     @classmethod
     def build(cls, settings: Settings, catalog: Catalog) -> App:
-        redis = Redis.from_url(
+        # A blocking pool as large as the handlers in flight: a burst waits for a
+        # connection instead of failing as if Redis were down.
+        connections = BlockingConnectionPool.from_url(
             settings.redis_url.get_secret_value(),
+            max_connections=settings.max_concurrent_answers + 20,
+            timeout=10,
             socket_timeout=5,
             socket_connect_timeout=3,
             health_check_interval=30,
@@ -55,6 +60,7 @@ class App:
             # next request reconnects by itself once Redis is back
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
         )
+        redis = Redis(connection_pool=connections)
         pool = ProviderPool(catalog)
         prefs = Prefs(redis, catalog)
         history = History(
@@ -62,6 +68,7 @@ class App:
         )
         pacer = Pacer()
         quota = Quota(redis, catalog, settings.timezone, settings.admin_ids)
+        compare_store = CompareStore(redis)
         services: dict[str, Any] = {
             "settings": settings,
             "catalog": catalog,
@@ -71,7 +78,9 @@ class App:
             "history": history,
             "pacer": pacer,
             "quota": quota,
+            "compare_store": compare_store,
             "chat_service": ChatService(redis, catalog, prefs, history, pool, pacer, quota),
+            "compare_service": CompareService(catalog, prefs, quota, pool, pacer, compare_store),
         }
         dispatcher = Dispatcher(**services)
         in_flight = InFlight()
@@ -106,7 +115,7 @@ class App:
             log.warning("shutdown: %d answer(s) did not finish in time", cancelled)
         await self.pool.aclose()
         await self.bot.session.close()
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)
 
 
 async def run(settings: Settings, environ: dict[str, str]) -> int:

@@ -22,7 +22,7 @@ from providers.registry import KINDS
 log = logging.getLogger(__name__)
 
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
-MAX_COMPARE = 4
+MIN_COMPARE, MAX_COMPARE = 2, 4
 
 
 class CatalogError(ValueError):
@@ -85,7 +85,15 @@ class Catalog:
 
     @property
     def default_compare(self) -> list[str]:
-        return [m for m in self.defaults.compare if m not in self.hidden]
+        """The catalog's compare set without hidden models, topped up from the usable
+        models when fewer than two are left (an operator with one provider key)."""
+        chosen = [m for m in self.defaults.compare if m not in self.hidden]
+        for model_id in self.models:
+            if len(chosen) >= MIN_COMPARE:
+                break
+            if model_id not in chosen:
+                chosen.append(model_id)
+        return chosen
 
     def used_providers(self) -> list[str]:
         """Providers that serve at least one visible model, in catalog order."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.catalog import Catalog
+from bot.catalog import Catalog, ModelSpec
 from bot.texts import Texts
 
 
@@ -20,4 +22,39 @@ def model_keyboard(catalog: Catalog, current: str, texts: Texts) -> InlineKeyboa
         mark = texts.model_current_mark if model.id == current else ""
         builder.button(text=f"{mark}{model.title}", callback_data=PickModel(id=model.id))
     builder.adjust(2)
+    return builder.as_markup()
+
+
+class ToggleCompare(CallbackData, prefix="ct"):
+    id: str
+
+
+class ContinueWith(CallbackData, prefix="cc"):
+    cid: str  # the comparison
+    id: str  # the model
+
+
+class VoteBest(CallbackData, prefix="cv"):
+    cid: str
+    id: str
+
+
+def compare_set_keyboard(
+    catalog: Catalog, chosen: Sequence[str], texts: Texts
+) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for model in catalog.models.values():
+        mark = texts.model_current_mark if model.id in chosen else ""
+        builder.button(text=f"{mark}{model.title}", callback_data=ToggleCompare(id=model.id))
+    builder.adjust(2)
+    return builder.as_markup()
+
+
+def compare_answer_keyboard(cid: str, model: ModelSpec, texts: Texts) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=texts.compare_continue.format(model=model.title),
+        callback_data=ContinueWith(cid=cid, id=model.id),
+    )
+    builder.button(text=texts.compare_best, callback_data=VoteBest(cid=cid, id=model.id))
     return builder.as_markup()

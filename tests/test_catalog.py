@@ -84,7 +84,7 @@ def test_model_without_key_is_hidden_with_one_warning(
     assert catalog.get("small") is None
     # The default falls back to the first usable model; compare drops hidden ones.
     assert catalog.default_model == "big"
-    assert catalog.default_compare == ["big"]
+    assert catalog.default_compare == ["big"]  # the only usable model
     warnings = [r.getMessage() for r in caplog.records if "OPENAI_API_KEY" in r.getMessage()]
     assert len(warnings) == 1
     assert catalog.used_providers() == ["local"]
@@ -177,6 +177,7 @@ def test_shipped_catalog_is_valid_and_works_with_one_key() -> None:
     kinds = {catalog.providers[m.provider].kind for m in catalog.all_models.values()}
     assert kinds == {"openai", "mistral", "llama", "ollama"}
     assert "mistral-small" in catalog.models
+    assert catalog.default_compare == ["mistral-small", "mistral-large"]  # topped up to 2
     assert "gpt-5-mini" not in catalog.models
     assert catalog.default_model in catalog.models
     names = {m.name for m in catalog.all_models.values()}

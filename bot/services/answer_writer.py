@@ -29,7 +29,13 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import EditMessageText, SendChatAction, SendMessage, SendMessageDraft
 from aiogram.methods.base import TelegramMethod
-from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions, Message, ReplyParameters
+from aiogram.types import (
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Message,
+    MessageEntity,
+    ReplyParameters,
+)
 
 from bot.render import Part, render, render_preview, utf16_len
 from bot.services.pacer import DRAFT_INTERVAL, EDIT_INTERVAL, GROUP_INTERVAL, Pacer
@@ -61,6 +67,7 @@ class AnswerWriter:
         thread_id: int | None = None,
         header: Part | None = None,
         use_draft: bool | None = None,
+        typing: bool = True,
     ) -> None:
         self.bot = bot
         self.pacer = pacer
@@ -71,6 +78,7 @@ class AnswerWriter:
         self.reply_to = reply_to
         self.thread_id = thread_id
         self.header = header
+        self.typing = typing
         self.draft_id = random.randint(1, 2**31 - 1)
         self.message_id: int | None = None  # the edited message, in edit mode
         self._pieces: list[str] = []
@@ -93,8 +101,12 @@ class AnswerWriter:
         return DRAFT_INTERVAL if self.use_draft else EDIT_INTERVAL
 
     async def start(self) -> None:
-        """Show that an answer is coming, and start the update and typing loops."""
-        self._typing_task = asyncio.create_task(self._typing())
+        """Show that an answer is coming, and start the update and typing loops.
+
+        Calling it again does nothing (``/compare`` starts its writers in order first)."""
+        if self._typing_task is not None or self._closed.is_set():
+            return
+        self._typing_task = asyncio.create_task(self._typing() if self.typing else _noop())
         await self._update()
         self._loop_task = asyncio.create_task(self._loop())
 
@@ -105,14 +117,19 @@ class AnswerWriter:
             self._changed.set()
 
     async def finish(
-        self, markdown: str | None = None, reply_markup: InlineKeyboardMarkup | None = None
+        self,
+        markdown: str | None = None,
+        reply_markup: InlineKeyboardMarkup | None = None,
+        footer: str | None = None,
     ) -> list[int]:
-        """Stop streaming and deliver ``markdown`` (default: the text so far) in full.
+        """Stop streaming and deliver ``markdown`` (default: the text so far) in full,
+        with ``footer`` (plain, shown in italics) and ``reply_markup`` on the last part.
 
         Returns the ids of the messages that hold the answer.
         """
         await self._stop()
-        parts = self._with_header(render(self.text if markdown is None else markdown, self._limit))
+        parts = render(self.text if markdown is None else markdown, self._limit)
+        parts = _with_footer(self._with_header(parts), footer)
         ids: list[int] = []
         for index, part in enumerate(parts):
             markup = reply_markup if index == len(parts) - 1 else None
@@ -139,7 +156,10 @@ class AnswerWriter:
                 await _wait(self._changed, DRAFT_REFRESH)
             else:
                 await self._changed.wait()
-            await _wait(self._closed, self.pacer.delay(self.chat_id))
+            # Wait for the chat's slot until it is free: another writer in this chat
+            # (/compare) or a 429 may have taken it again while we waited.
+            while (delay := self.pacer.delay(self.chat_id)) > 0 and not self._closed.is_set():
+                await _wait(self._closed, delay)
             if self._closed.is_set():
                 return
             self._changed.clear()
@@ -156,7 +176,7 @@ class AnswerWriter:
             if self.use_draft:
                 await self.bot(self._draft(part))
             elif self.message_id is None:
-                first = part or Part(self.placeholder, [])
+                first = part or self._with_header([Part(self.placeholder, [])])[0]
                 sent = await self.bot(self._send(first, None))
                 self.message_id = sent.message_id
             elif part is not None:
@@ -297,12 +317,31 @@ class AnswerWriter:
         )
 
 
+async def _noop() -> None:
+    return None
+
+
 async def _wait(event: asyncio.Event, seconds: float) -> None:
     """Until ``event`` is set or ``seconds`` pass, whichever comes first."""
     if seconds > 0 and not event.is_set():
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):  # unlike 3.11's wait_for, never eats a cancel
                 await event.wait()
+
+
+def _with_footer(parts: list[Part], footer: str | None) -> list[Part]:
+    """The footer in italics after the last part, or as a part of its own if it won't fit."""
+    if not footer:
+        return parts
+    if not parts:
+        return [Part(footer, [MessageEntity(type="italic", offset=0, length=utf16_len(footer))])]
+    last = parts[-1]
+    gap = "\n\n"
+    if utf16_len(last.text) + len(gap) + utf16_len(footer) > LIMIT:
+        return [*parts, *_with_footer([], footer)]
+    offset = utf16_len(last.text) + len(gap)
+    italic = MessageEntity(type="italic", offset=offset, length=utf16_len(footer))
+    return [*parts[:-1], Part(last.text + gap + footer, [*last.entities, italic])]
 
 
 def _prefixed(header: Part, part: Part) -> Part:

@@ -70,8 +70,13 @@ async def generate(
     writer: AnswerWriter,
     texts: Texts,
     reply_markup: InlineKeyboardMarkup | None = None,
+    footer: bool = False,
 ) -> Outcome:
-    """Stream the model's answer into the writer and deliver it, or the reason it failed."""
+    """Stream the model's answer into the writer and deliver it, or the reason it failed.
+
+    ``reply_markup`` goes under a complete answer only; ``footer`` adds the time taken
+    and the tokens written, when the API reported them.
+    """
     started = time.monotonic()
     usage: Usage | None = None
     error: ProviderError | None = None
@@ -89,6 +94,7 @@ async def generate(
         raise
     elapsed = time.monotonic() - started
     text = writer.text
+    markup, note = None, None
     if error is None and not text.strip():
         final = texts.empty_answer.format(model=model.title)
     elif error is not None and not text:
@@ -97,6 +103,10 @@ async def generate(
         reason = describe(error, texts, model.title)
         final = f"{text}\n\n_{texts.interrupted.format(reason=reason)}_"
     else:
-        final = text
-    ids = await writer.finish(final, reply_markup=reply_markup)
+        final, markup = text, reply_markup
+        if footer:
+            note = texts.compare_footer_time.format(seconds=elapsed)
+            if usage is not None and usage.output_tokens is not None:
+                note += " · " + texts.compare_footer_tokens.format(tokens=usage.output_tokens)
+    ids = await writer.finish(final, reply_markup=markup, footer=note)
     return Outcome(text, error, usage, elapsed, ids)

@@ -46,6 +46,22 @@ class Texts:
     limits_model: str  # {model}, {cost}
     limits_model_capped: str  # {model}, {cost}, {left}, {limit}
     limits_admin: str
+    # /compare
+    compare_choose: str  # {models}: the current set's titles
+    compare_toggle_bounds: str  # {low}, {high}
+    compare_need_models: str
+    compare_skipped: str  # {models}
+    compare_footer_time: str  # {seconds}
+    compare_footer_tokens: str  # {tokens}
+    compare_continue: str  # {model}: button
+    compare_best: str  # button
+    compare_continued: str  # {model}
+    compare_expired: str
+    vote_counted: str  # {model}
+    vote_already: str
+    top_title: str
+    top_line: str  # {place}, {model}, {votes}
+    top_empty: str
     hours_minutes: str  # {h}, {m}
     minutes: str  # {m}
 

@@ -12,6 +12,8 @@ RU = Texts(
         "help": "что я умею",
         "model": "выбрать модель",
         "new": "начать новый разговор",
+        "compare": "спросить несколько моделей сразу: /compare <вопрос>",
+        "top": "рейтинг моделей по голосам",
         "limits": "сколько осталось бесплатных запросов на сегодня",
     },
     model_choose="Выберите модель. Сейчас: <b>{model}</b>",
@@ -47,6 +49,24 @@ RU = Texts(
     limits_model="{model}: {cost} кред. за запрос",
     limits_model_capped="{model}: {cost} кред. за запрос, осталось {left} из {limit} запросов",
     limits_admin="Вы администратор: лимиты на вас не действуют.",
+    compare_choose=(
+        "Выберите от 2 до 4 моделей для /compare. Сейчас: {models}\n\n"
+        "Затем спросите: /compare <вопрос>"
+    ),
+    compare_toggle_bounds="В сравнении участвуют от {low} до {high} моделей.",
+    compare_need_models="Доступно меньше двух моделей — сравнивать нечего.",
+    compare_skipped="Пропущены (дневной лимит исчерпан): {models}.",
+    compare_footer_time="{seconds:.1f} с",
+    compare_footer_tokens="токенов: {tokens}",
+    compare_continue="Продолжить с {model}",
+    compare_best="👍 Лучший",
+    compare_continued="Теперь отвечает {model}; разговор продолжается с её ответа.",
+    compare_expired="Это сравнение устарело. Спросите снова: /compare.",
+    vote_counted="Голос за {model} учтён. Рейтинг: /top.",
+    vote_already="Вы уже голосовали в этом сравнении.",
+    top_title="<b>Модели по голосам</b>",
+    top_line="{place}. {model}: {votes}",
+    top_empty="Голосов пока нет: нажмите «👍 Лучший» под ответом /compare.",
     hours_minutes="{h} ч {m} мин",
     minutes="{m} мин",
 )

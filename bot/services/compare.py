@@ -1,0 +1,189 @@
+"""/compare: one question to several models at once, each answer in its own message.
+
+One reservation covers every model of the comparison; models over a cap are skipped and
+named, the rest answer concurrently (the wall time is the slowest model's). Each answer
+streams by editing its own message (a chat shows one live draft at a time, so drafts
+can't carry several answers), all of them sharing the chat's pacer. A comparison is a
+one-off question: no history goes in and none is written. The answers are kept for two
+days so that "Continue with" can start a conversation from one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from aiogram import Bot
+from aiogram.enums import ChatType
+from aiogram.types import Message as TgMessage
+from aiogram.types import MessageEntity
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from bot.catalog import Catalog, ModelSpec
+from bot.keyboards import compare_answer_keyboard
+from bot.render import Part, utf16_len
+from bot.services.answer_writer import AnswerWriter
+from bot.services.generate import Outcome, generate
+from bot.services.pacer import Pacer
+from bot.services.pool import ProviderPool
+from bot.services.prefs import Prefs
+from bot.services.quota import Quota, Reservation
+from bot.texts import Texts
+from providers import ChatRequest, Message
+
+log = logging.getLogger(__name__)
+
+KEEP_SECONDS = 2 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Kept:
+    question: str
+    answer: str
+
+
+class CompareStore:
+    """The answers of recent comparisons, the votes they got, and the leaderboard."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    @staticmethod
+    def key(user_id: int, cid: str) -> str:
+        return f"compare:{{{user_id}}}:{cid}"
+
+    @staticmethod
+    def votes_key(bot_id: int) -> str:
+        return f"votes:{bot_id}"
+
+    async def keep(self, user_id: int, cid: str, question: str, model_id: str, text: str) -> None:
+        key = self.key(user_id, cid)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={"q": question, f"a:{model_id}": text})
+            pipe.expire(key, KEEP_SECONDS)
+            await pipe.execute()
+
+    async def load(self, user_id: int, cid: str, model_id: str) -> Kept | None:
+        question, answer = await self.redis.hmget(self.key(user_id, cid), ["q", f"a:{model_id}"])
+        if question is None or answer is None:
+            return None
+        return Kept(_text(question), _text(answer))
+
+    async def vote(self, bot_id: int, user_id: int, cid: str, model_id: str) -> bool:
+        """Count a vote, once per comparison and user; False if they voted already."""
+        key = self.key(user_id, cid)
+        if not await self.redis.hsetnx(key, "voted", model_id):
+            return False
+        await self.redis.zincrby(self.votes_key(bot_id), 1, model_id)
+        return True
+
+    async def top(self, bot_id: int) -> list[tuple[str, int]]:
+        rows: list[Any] = await self.redis.zrevrange(self.votes_key(bot_id), 0, -1, withscores=True)
+        return [(_text(model), int(score)) for model, score in rows]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class CompareService:
+    def __init__(
+        self,
+        catalog: Catalog,
+        prefs: Prefs,
+        quota: Quota,
+        pool: ProviderPool,
+        pacer: Pacer,
+        store: CompareStore,
+    ) -> None:
+        self.catalog = catalog
+        self.prefs = prefs
+        self.quota = quota
+        self.pool = pool
+        self.pacer = pacer
+        self.store = store
+
+    async def run(
+        self, bot: Bot, message: TgMessage, question: str, texts: Texts
+    ) -> dict[str, Outcome]:
+        """Ask every model of the user's set; the outcomes of those that answered."""
+        assert message.from_user is not None
+        user_id = message.from_user.id
+        models = [self.catalog.models[m] for m in (await self.prefs.get(user_id)).compare]
+        if len(models) < 2:
+            await message.answer(texts.compare_need_models)
+            return {}
+        reservation = await self.quota.reserve(user_id, models)
+        skipped = [m.title for m in models if not reservation.ok(m.id)]
+        if skipped:
+            await message.answer(texts.compare_skipped.format(models=", ".join(skipped)))
+        granted = [m for m in models if reservation.ok(m.id)]
+        # one "typing" for the chat is enough; each message shows its own placeholder
+        writers = [
+            self.writer(bot, message, texts, m, typing=i == 0) for i, m in enumerate(granted)
+        ]
+        for writer in writers:  # the placeholders, in the set's order
+            await writer.start()
+        cid = secrets.token_hex(4)
+        outcomes = await asyncio.gather(
+            *(
+                self._ask(model, writer, question, texts, cid, user_id, reservation)
+                for model, writer in zip(granted, writers, strict=True)
+            )
+        )
+        return {m.id: o for m, o in zip(granted, outcomes, strict=True)}
+
+    async def _ask(
+        self,
+        model: ModelSpec,
+        writer: AnswerWriter,
+        question: str,
+        texts: Texts,
+        cid: str,
+        user_id: int,
+        reservation: Reservation,
+    ) -> Outcome:
+        """One model's answer; its share of the reservation back if no text was shown."""
+        request = ChatRequest(model=model.name, messages=[Message(role="user", content=question)])
+        try:
+            outcome = await generate(
+                self.pool.for_model(model),
+                model,
+                request,
+                writer,
+                texts,
+                reply_markup=compare_answer_keyboard(cid, model, texts),
+                footer=True,
+            )
+        finally:
+            if not writer.text.strip():
+                await self.quota.refund(reservation, [model.id])
+        if outcome.ok:
+            try:
+                await self.store.keep(user_id, cid, question, model.id, outcome.text)
+            except RedisError as exc:
+                log.error("compare %s: could not keep the answer of %s: %s", cid, model.id, exc)
+        return outcome
+
+    def writer(
+        self, bot: Bot, message: TgMessage, texts: Texts, model: ModelSpec, typing: bool
+    ) -> AnswerWriter:
+        private = message.chat.type == ChatType.PRIVATE
+        title = model.title
+        header = Part(f"{title}\n", [MessageEntity(type="bold", offset=0, length=utf16_len(title))])
+        return AnswerWriter(
+            bot,
+            self.pacer,
+            message.chat.id,
+            private=private,
+            placeholder=texts.thinking,
+            reply_to=None if private else message.message_id,
+            thread_id=message.message_thread_id if message.is_topic_message else None,
+            header=header,
+            use_draft=False,
+            typing=typing,
+        )
