@@ -166,7 +166,7 @@ async def running_bot(
         app = App.build(config, catalog)
         h = Harness(tg, openai, mistral, llama, ollama, app, catalog, config)
         h.task = asyncio.create_task(app.run_polling(handle_signals=False))
-        await tg.wait_for("getUpdates", timeout=10)
+        await tg.wait_for("getMe", timeout=10)  # polling starts right after
         try:
             yield h
         finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html import escape
+
 from aiogram import Router
 from aiogram.filters import Command, CommandStart
 from aiogram.types import Message
@@ -22,6 +24,6 @@ def router() -> Router:
 async def help_(message: Message, texts: Texts, prefs: Prefs, catalog: Catalog) -> None:
     assert message.from_user is not None
     current = (await prefs.get(message.from_user.id)).model
-    commands = "\n".join(f"/{name} — {about}" for name, about in texts.commands.items())
+    commands = "\n".join(f"/{name} — {escape(about)}" for name, about in texts.commands.items())
     text = html(texts.help, model=catalog.models[current].title, commands="{commands}")
     await message.answer(text.format(commands=commands), parse_mode="HTML")
