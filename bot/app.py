@@ -22,6 +22,7 @@ from bot.handlers import get_routers
 from bot.middlewares import InFlight, TextsMiddleware
 from bot.services.chat import ChatService
 from bot.services.compare import CompareService, CompareStore
+from bot.services.generations import Generations
 from bot.services.history import History
 from bot.services.pacer import Pacer
 from bot.services.pool import ProviderPool
@@ -30,6 +31,7 @@ from bot.services.quota import Quota
 from bot.settings import Settings
 from bot.telegram import make_bot
 from bot.texts import EN, LANGUAGES
+from bot.webhook import run_webhook
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class App:
     bot: Bot
     dispatcher: Dispatcher
     in_flight: InFlight
+    generations: Generations
 
     @classmethod
     def build(cls, settings: Settings, catalog: Catalog) -> App:
@@ -70,6 +73,8 @@ class App:
         pacer = Pacer()
         quota = Quota(redis, catalog, settings.timezone, settings.admin_ids)
         compare_store = CompareStore(redis)
+        bot = make_bot(settings)
+        generations = Generations(redis, bot.id)
         services: dict[str, Any] = {
             "settings": settings,
             "catalog": catalog,
@@ -80,17 +85,25 @@ class App:
             "pacer": pacer,
             "quota": quota,
             "compare_store": compare_store,
-            "chat_service": ChatService(redis, catalog, prefs, history, pool, pacer, quota),
-            "compare_service": CompareService(catalog, prefs, quota, pool, pacer, compare_store),
+            "generations": generations,
+            "chat_service": ChatService(
+                redis, catalog, prefs, history, pool, pacer, quota, generations
+            ),
+            "compare_service": CompareService(
+                catalog, prefs, quota, pool, pacer, compare_store, generations
+            ),
         }
         dispatcher = Dispatcher(**services)
         in_flight = InFlight()
         dispatcher.update.outer_middleware(in_flight)
         dispatcher.update.outer_middleware(TextsMiddleware())
         dispatcher.include_routers(*get_routers())
-        return cls(settings, catalog, redis, pool, make_bot(settings), dispatcher, in_flight)
+        return cls(settings, catalog, redis, pool, bot, dispatcher, in_flight, generations)
 
     async def set_commands(self) -> None:
+        """Start-up shared by both modes: the command menus, and the control channel
+        (Stop and reload from other replicas)."""
+        self.generations.start_listening()
         for code, texts in LANGUAGES.items():
             commands = [BotCommand(command=c, description=d) for c, d in texts.commands.items()]
             language = None if texts is EN else code
@@ -109,19 +122,27 @@ class App:
             tasks_concurrency_limit=self.settings.max_concurrent_answers,
         )
 
+    async def run_webhook(self, handle_signals: bool = True) -> None:
+        """Webhook mode (``WEBHOOK_URL`` set): serve until SIGTERM/SIGINT; see bot/webhook.py."""
+        await run_webhook(self, handle_signals=handle_signals)
+
     async def close(self) -> None:
         """Let answers in flight finish (for the grace period), then close everything."""
         cancelled = await self.in_flight.drain(self.settings.shutdown_grace_seconds)
         if cancelled:
             log.warning("shutdown: %d answer(s) did not finish in time", cancelled)
+        await self.generations.aclose()
         await self.pool.aclose()
         await self.bot.session.close()
         await self.redis.aclose(close_connection_pool=True)
 
 
 async def run(settings: Settings, environ: dict[str, str]) -> int:
-    """``python -m bot``: validate, build, poll until SIGTERM/SIGINT, shut down cleanly."""
+    """``python -m bot``: validate, build, poll (or serve the webhook) until SIGTERM/SIGINT,
+    shut down cleanly."""
     redactor = redact.Redactor([settings.bot_token.get_secret_value()])
+    if settings.webhook_secret is not None:
+        redactor.add(settings.webhook_secret.get_secret_value())
     redact.install(redactor, settings.log_level)
     try:
         catalog = load_catalog(settings.models_file, environ)
@@ -135,13 +156,17 @@ async def run(settings: Settings, environ: dict[str, str]) -> int:
     gc.collect()
     gc.freeze()
     log.info(
-        "starting: %d models (%s), polling %s",
+        "starting: %d models (%s), %s %s",
         len(catalog.models),
         ", ".join(catalog.models),
-        settings.telegram_api_url,
+        "webhook" if settings.webhook_url else "polling",
+        settings.webhook_url or settings.telegram_api_url,
     )
     try:
-        await app.run_polling()
+        if settings.webhook_url:
+            await app.run_webhook()
+        else:
+            await app.run_polling()
     finally:
         await asyncio.shield(app.close())
     return 0

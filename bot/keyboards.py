@@ -58,3 +58,23 @@ def compare_answer_keyboard(cid: str, model: ModelSpec, texts: Texts) -> InlineK
     )
     builder.button(text=texts.compare_best, callback_data=VoteBest(cid=cid, id=model.id))
     return builder.as_markup()
+
+
+class StopAnswer(CallbackData, prefix="st"):
+    gen: int
+
+
+class RetryAnswer(CallbackData, prefix="rt"):
+    gen: int
+
+
+def stop_keyboard(gen_id: int, texts: Texts) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=texts.stop_button, callback_data=StopAnswer(gen=gen_id))
+    return builder.as_markup()
+
+
+def retry_keyboard(gen_id: int, texts: Texts) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=texts.retry_button, callback_data=RetryAnswer(gen=gen_id))
+    return builder.as_markup()

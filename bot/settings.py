@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # Beyond SPEC's table: tuning with sensible defaults, documented in .env.example.
+    max_prompt_chars: int = Field(default=20_000, ge=100)
     history_max_messages: int = Field(default=40, ge=2, le=1000)
     history_ttl_hours: float = Field(default=72.0, gt=0)
     max_concurrent_answers: int = Field(default=200, ge=1)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.services.pacer import DRAFT_INTERVAL, EDIT_INTERVAL
+from bot.services.pacer import DRAFT_INTERVAL, EDIT_INTERVAL, FIRST_INTERVAL
 from bot.texts import EN, RU, Texts
 from tests.doubles.base import Reply
 from tests.doubles.telegram import Call
@@ -90,11 +90,23 @@ async def test_streamed_answer_shows_paced_drafts_then_one_final_message(
         assert len(partial[0]) < len(partial[-1])  # it grows
         texts = [d.text for d in drafts]
         assert all(a != b for a, b in itertools.pairwise(texts)), texts
-        assert min(gaps(drafts)) >= DRAFT_GAP, gaps(drafts)
-        actions = h.tg.calls("sendChatAction", ann.id)
-        assert actions and actions[0].params["action"] == "typing"
-        assert actions[0].time < sends[0].time
+        # the placeholder holds the slot briefly, then one draft per interval
+        assert gaps(drafts)[0] >= FIRST_INTERVAL - SLACK, gaps(drafts)
+        assert min(gaps(drafts)[1:]) >= DRAFT_GAP, gaps(drafts)
+        # text came within a second: no "typing" was needed
+        assert h.tg.calls("sendChatAction", ann.id) == []
         assert h.tg.calls(ok=False) == []
+
+
+async def test_a_slow_first_token_shows_typing(redis_url: str, tmp_path: Path) -> None:
+    async with running_bot(redis_url, tmp_path) as h:
+        h.openai.replies["gpt-test"] = Reply(text="late", first_delay=1.5)
+        ann = h.tg.user(first_name="Ann")
+        await ann.send("take your time")
+        assert (await ann.next_message(timeout=10))["text"] == "late"
+        actions = h.tg.calls("sendChatAction", ann.id)
+        assert [a.params["action"] for a in actions] == ["typing"]
+        assert actions[0].time < h.tg.calls("sendMessage", ann.id)[0].time
 
 
 async def test_long_markdown_answer_arrives_whole_in_several_messages(
@@ -217,7 +229,8 @@ async def test_refused_drafts_fall_back_to_one_edited_message(
         assert [m["message_id"] for m in ann.bot_messages()] == [final["message_id"]]
         assert edits[-1].params["text"] == full
         streaming = [sends[0], *edits[:-1]]
-        assert min(gaps(streaming)) >= EDIT_GAP, gaps(streaming)
+        assert gaps(streaming)[0] >= FIRST_INTERVAL - SLACK, gaps(streaming)
+        assert min(gaps(streaming)[1:], default=EDIT_GAP) >= EDIT_GAP, gaps(streaming)
         texts = [c.params["text"] for c in [sends[0], *edits]]
         assert all(a != b for a, b in itertools.pairwise(texts)), texts
         assert h.tg.calls("editMessageText", ok=False) == []

@@ -1,21 +1,31 @@
-"""Text messages: answered by the user's current model. /new forgets the conversation."""
+"""Text messages, answered by the user's current model; /new; Stop and Retry."""
 
 from __future__ import annotations
 
+import contextlib
+
 from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
-from aiogram.types import Message
+from aiogram.types import CallbackQuery, InaccessibleMessage, Message, MessageGenerationStopped
 
 from bot.filters import Addressed
-from bot.services.chat import ChatService
+from bot.keyboards import RetryAnswer, StopAnswer
+from bot.services.chat import ChatService, Target
+from bot.services.generations import Generations
 from bot.services.history import History
+from bot.settings import Settings
 from bot.texts import Texts
 
 
 def router() -> Router:
     r = Router(name=__name__)
     r.message.register(new_conversation, Command("new"))
+    r.message.register(stop_command, Command("stop"))
     r.message.register(chat, F.text, ~F.text.startswith("/"), F.from_user, Addressed())
+    r.callback_query.register(stop_pressed, StopAnswer.filter())
+    r.callback_query.register(retry_pressed, RetryAnswer.filter())
+    r.stopped_message_generation.register(draft_stopped)
     return r
 
 
@@ -26,7 +36,62 @@ async def new_conversation(message: Message, texts: Texts, history: History) -> 
 
 
 async def chat(
-    message: Message, prompt: str, bot: Bot, texts: Texts, chat_service: ChatService
+    message: Message,
+    prompt: str,
+    bot: Bot,
+    texts: Texts,
+    settings: Settings,
+    chat_service: ChatService,
 ) -> None:
-    if prompt:
-        await chat_service.answer(bot, message, prompt, texts)
+    assert message.from_user is not None
+    target = Target.of(message, message.from_user.id)
+    if len(prompt) > settings.max_prompt_chars:
+        text = texts.prompt_too_long.format(length=len(prompt), limit=settings.max_prompt_chars)
+        await target.say(bot, text)
+    elif prompt:
+        await chat_service.answer(bot, target, prompt, texts)
+
+
+async def stop_command(message: Message, texts: Texts, generations: Generations) -> None:
+    assert message.from_user is not None
+    if not await generations.stop_chat(message.chat.id, message.from_user.id):
+        await message.answer(texts.nothing_to_stop)
+
+
+async def stop_pressed(
+    query: CallbackQuery, callback_data: StopAnswer, generations: Generations
+) -> None:
+    await generations.stop(callback_data.gen)
+    await query.answer()
+
+
+async def draft_stopped(event: MessageGenerationStopped, generations: Generations) -> None:
+    """Stop pressed on a draft (private chats: the chat is the user)."""
+    await generations.stop(event.draft_id)
+
+
+async def retry_pressed(
+    query: CallbackQuery,
+    callback_data: RetryAnswer,
+    bot: Bot,
+    texts: Texts,
+    generations: Generations,
+    chat_service: ChatService,
+) -> None:
+    """Ask again what failed or was stopped, as a new message in the same chat."""
+    message = query.message
+    kept = await generations.take_retry(query.from_user.id, callback_data.gen)
+    if kept is None or message is None:
+        await query.answer(texts.retry_expired, show_alert=True)
+        return
+    await query.answer()
+    if not isinstance(message, InaccessibleMessage):
+        with contextlib.suppress(TelegramBadRequest):
+            await message.edit_reply_markup(reply_markup=None)
+    target = Target(
+        chat_id=message.chat.id,
+        user_id=query.from_user.id,
+        private=message.chat.type == "private",
+        thread_id=message.message_thread_id if isinstance(message, Message) else None,
+    )
+    await chat_service.answer(bot, target, kept[1], texts)

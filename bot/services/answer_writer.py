@@ -38,13 +38,20 @@ from aiogram.types import (
 )
 
 from bot.render import Part, render, render_preview, utf16_len
-from bot.services.pacer import DRAFT_INTERVAL, EDIT_INTERVAL, GROUP_INTERVAL, Pacer
+from bot.services.pacer import (
+    DRAFT_INTERVAL,
+    EDIT_INTERVAL,
+    FIRST_INTERVAL,
+    GROUP_INTERVAL,
+    Pacer,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 TYPING_EVERY = 4.5  # Telegram shows "typing" for about 5 s
+TYPING_AFTER = 1.0  # seconds without text before "typing" is shown
 DRAFT_REFRESH = 20.0  # a draft disappears after 30 s without an update
 FINAL_ATTEMPTS = 6
 MAX_RETRY_AFTER = 60.0
@@ -68,6 +75,8 @@ class AnswerWriter:
         header: Part | None = None,
         use_draft: bool | None = None,
         typing: bool = True,
+        draft_id: int | None = None,
+        stop_markup: InlineKeyboardMarkup | None = None,
     ) -> None:
         self.bot = bot
         self.pacer = pacer
@@ -79,7 +88,9 @@ class AnswerWriter:
         self.thread_id = thread_id
         self.header = header
         self.typing = typing
-        self.draft_id = random.randint(1, 2**31 - 1)
+        self.draft_id = draft_id or random.randint(1, 2**31 - 1)
+        # a Stop button while streaming: under the edited message, or the draft's own
+        self.stop_markup = stop_markup
         self.message_id: int | None = None  # the edited message, in edit mode
         self._pieces: list[str] = []
         self._changed = asyncio.Event()
@@ -100,15 +111,17 @@ class AnswerWriter:
             return GROUP_INTERVAL
         return DRAFT_INTERVAL if self.use_draft else EDIT_INTERVAL
 
-    async def start(self) -> None:
-        """Show that an answer is coming, and start the update and typing loops.
-
-        Calling it again does nothing (``/compare`` starts its writers in order first)."""
+    async def start(self, wait: bool = False) -> None:
+        """Show that an answer is coming ("Thinking…"), and start the update and typing
+        loops. The placeholder goes out in the background, so that the model is asked at
+        once, unless ``wait`` (``/compare`` shows its placeholders in order). Calling it
+        again does nothing."""
         if self._typing_task is not None or self._closed.is_set():
             return
         self._typing_task = asyncio.create_task(self._typing() if self.typing else _noop())
-        await self._update()
-        self._loop_task = asyncio.create_task(self._loop())
+        if wait:
+            await self._update()
+        self._loop_task = asyncio.create_task(self._loop(placeholder=not wait))
 
     def append(self, delta: str) -> None:
         if delta:
@@ -149,7 +162,9 @@ class AnswerWriter:
 
     # -- streaming -------------------------------------------------------------------
 
-    async def _loop(self) -> None:
+    async def _loop(self, placeholder: bool) -> None:
+        if placeholder:
+            await self._update()
         while not self._closed.is_set():
             if self.use_draft and not self._has_text:
                 # keep the "Thinking…" draft alive: it lasts 30 s on the client
@@ -171,16 +186,18 @@ class AnswerWriter:
             part = self._with_header([render_preview(self.text, self._limit)])[0]
         if part is not None and part.text == self._shown:
             return
-        self.pacer.claim(self.chat_id, self.interval)
+        # The placeholder holds the chat's slot only briefly: the first text should show
+        # as soon as it comes.
+        self.pacer.claim(self.chat_id, self.interval if part is not None else FIRST_INTERVAL)
         try:
             if self.use_draft:
                 await self.bot(self._draft(part))
             elif self.message_id is None:
                 first = part or self._with_header([Part(self.placeholder, [])])[0]
-                sent = await self.bot(self._send(first, None))
+                sent = await self.bot(self._send(first, self.stop_markup))
                 self.message_id = sent.message_id
             elif part is not None:
-                await self.bot(self._edit(part, None))
+                await self.bot(self._edit(part, self.stop_markup))
             else:
                 return
             self._shown = part.text if part is not None else None
@@ -201,6 +218,7 @@ class AnswerWriter:
             log.info("chat %s: the bot cannot write here", self.chat_id)
 
     async def _typing(self) -> None:
+        await _wait(self._closed, TYPING_AFTER)  # a quick answer needs no "typing"
         while not self._has_text and not self._closed.is_set():
             with contextlib.suppress(
                 TelegramBadRequest, TelegramNetworkError, TelegramServerError, TelegramRetryAfter
@@ -229,7 +247,7 @@ class AnswerWriter:
     async def _final_edit(self, part: Part, markup: InlineKeyboardMarkup | None) -> int | None:
         """Turn the streamed message into the first part; None if it is gone."""
         assert self.message_id is not None
-        if part.text == self._shown and markup is None:
+        if part.text == self._shown and markup is None and self.stop_markup is None:
             return self.message_id
         try:
             await self._deliver(lambda p: self._edit(p, markup), part)
@@ -285,6 +303,7 @@ class AnswerWriter:
         return SendMessageDraft(
             chat_id=self.chat_id,
             draft_id=self.draft_id,
+            can_stop=True if self.stop_markup is not None else None,
             text=part.text if part is not None else None,
             entities=part.entities or None if part is not None else None,
             message_thread_id=self.thread_id,

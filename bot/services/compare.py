@@ -17,17 +17,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiogram import Bot
-from aiogram.enums import ChatType
 from aiogram.types import Message as TgMessage
 from aiogram.types import MessageEntity
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.catalog import Catalog, ModelSpec
-from bot.keyboards import compare_answer_keyboard
+from bot.keyboards import compare_answer_keyboard, stop_keyboard
 from bot.render import Part, utf16_len
 from bot.services.answer_writer import AnswerWriter
+from bot.services.chat import Target
 from bot.services.generate import Outcome, generate
+from bot.services.generations import Generations, new_id
 from bot.services.pacer import Pacer
 from bot.services.pool import ProviderPool
 from bot.services.prefs import Prefs
@@ -99,7 +100,9 @@ class CompareService:
         pool: ProviderPool,
         pacer: Pacer,
         store: CompareStore,
+        generations: Generations,
     ) -> None:
+        self.generations = generations
         self.catalog = catalog
         self.prefs = prefs
         self.quota = quota
@@ -112,26 +115,55 @@ class CompareService:
     ) -> dict[str, Outcome]:
         """Ask every model of the user's set; the outcomes of those that answered."""
         assert message.from_user is not None
-        user_id = message.from_user.id
-        models = [self.catalog.models[m] for m in (await self.prefs.get(user_id)).compare]
-        if len(models) < 2:
-            await message.answer(texts.compare_need_models)
+        target = Target.of(message, message.from_user.id)
+        user_id, gen_id = target.user_id, new_id()
+        async with self.prefs.redis.pipeline(transaction=False) as pipe:
+            self.prefs.queue_read(pipe, user_id)
+            self.generations.queue_lock(pipe, target.chat_id, user_id, gen_id)
+            raw_prefs, locked = await pipe.execute()
+        if not locked and not await self.generations.lock_soon(
+            target.chat_id, target.user_id, gen_id
+        ):
+            await target.say(bot, texts.still_answering)
             return {}
-        reservation = await self.quota.reserve(user_id, models)
+        try:
+            models = [self.catalog.models[m] for m in self.prefs.parse(raw_prefs).compare]
+            if len(models) < 2:
+                await target.say(bot, texts.compare_need_models)
+                return {}
+            with self.generations.running(gen_id) as stop:
+                return await self._compare(bot, target, models, question, texts, gen_id, stop)
+        finally:
+            try:
+                await self.generations.unlock(target.chat_id, user_id)
+            except RedisError as exc:
+                log.error("compare: could not free chat %s: %s", target.chat_id, exc)
+
+    async def _compare(
+        self,
+        bot: Bot,
+        target: Target,
+        models: list[ModelSpec],
+        question: str,
+        texts: Texts,
+        gen_id: int,
+        stop: asyncio.Event,
+    ) -> dict[str, Outcome]:
+        reservation = await self.quota.reserve(target.user_id, models)
         skipped = [m.title for m in models if not reservation.ok(m.id)]
         if skipped:
-            await message.answer(texts.compare_skipped.format(models=", ".join(skipped)))
+            await target.say(bot, texts.compare_skipped.format(models=", ".join(skipped)))
         granted = [m for m in models if reservation.ok(m.id)]
         # one "typing" for the chat is enough; each message shows its own placeholder
         writers = [
-            self.writer(bot, message, texts, m, typing=i == 0) for i, m in enumerate(granted)
+            self.writer(bot, target, texts, m, gen_id, typing=i == 0) for i, m in enumerate(granted)
         ]
         for writer in writers:  # the placeholders, in the set's order
-            await writer.start()
+            await writer.start(wait=True)
         cid = secrets.token_hex(4)
         outcomes = await asyncio.gather(
             *(
-                self._ask(model, writer, question, texts, cid, user_id, reservation)
+                self._ask(model, writer, question, texts, cid, target.user_id, reservation, stop)
                 for model, writer in zip(granted, writers, strict=True)
             )
         )
@@ -146,6 +178,7 @@ class CompareService:
         cid: str,
         user_id: int,
         reservation: Reservation,
+        stop: asyncio.Event,
     ) -> Outcome:
         """One model's answer; its share of the reservation back if no text was shown."""
         request = ChatRequest(model=model.name, messages=[Message(role="user", content=question)])
@@ -158,6 +191,7 @@ class CompareService:
                 texts,
                 reply_markup=compare_answer_keyboard(cid, model, texts),
                 footer=True,
+                stop=stop,
             )
         finally:
             if not writer.text.strip():
@@ -170,20 +204,26 @@ class CompareService:
         return outcome
 
     def writer(
-        self, bot: Bot, message: TgMessage, texts: Texts, model: ModelSpec, typing: bool
+        self,
+        bot: Bot,
+        target: Target,
+        texts: Texts,
+        model: ModelSpec,
+        gen_id: int,
+        typing: bool,
     ) -> AnswerWriter:
-        private = message.chat.type == ChatType.PRIVATE
         title = model.title
         header = Part(f"{title}\n", [MessageEntity(type="bold", offset=0, length=utf16_len(title))])
         return AnswerWriter(
             bot,
             self.pacer,
-            message.chat.id,
-            private=private,
+            target.chat_id,
+            private=target.private,
             placeholder=texts.thinking,
-            reply_to=None if private else message.message_id,
-            thread_id=message.message_thread_id if message.is_topic_message else None,
+            reply_to=target.reply_to,
+            thread_id=target.thread_id,
             header=header,
             use_draft=False,
             typing=typing,
+            stop_markup=stop_keyboard(gen_id, texts),
         )

@@ -3,9 +3,11 @@ message, the outcome the caller needs to record history or refund a reservation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from aiogram.types import InlineKeyboardMarkup
 
@@ -57,10 +59,11 @@ class Outcome:
     usage: Usage | None
     elapsed: float  # seconds from the request to the last chunk
     message_ids: list[int]
+    stopped: bool = False  # the user pressed Stop
 
     @property
     def ok(self) -> bool:
-        return self.error is None and bool(self.text.strip())
+        return self.error is None and not self.stopped and bool(self.text.strip())
 
 
 async def generate(
@@ -70,32 +73,50 @@ async def generate(
     writer: AnswerWriter,
     texts: Texts,
     reply_markup: InlineKeyboardMarkup | None = None,
+    retry_markup: InlineKeyboardMarkup | None = None,
     footer: bool = False,
+    stop: asyncio.Event | None = None,
 ) -> Outcome:
     """Stream the model's answer into the writer and deliver it, or the reason it failed.
 
-    ``reply_markup`` goes under a complete answer only; ``footer`` adds the time taken
-    and the tokens written, when the API reported them.
+    ``reply_markup`` goes under a complete answer, ``retry_markup`` under a failed or
+    stopped one; ``footer`` adds the time taken and the tokens written, when the API
+    reported them. Setting ``stop`` ends the answer where it is (the upstream stream is
+    closed), keeping what was written.
     """
     started = time.monotonic()
-    usage: Usage | None = None
+    usage: list[Usage] = []
     error: ProviderError | None = None
     await writer.start()
+    stream = asyncio.create_task(_consume(provider, request, writer, usage))
+    stopped = False
     try:
-        async for chunk in provider.stream(request):
-            writer.append(chunk.text)
-            if chunk.usage is not None:
-                usage = chunk.usage
-    except ProviderError as exc:
-        error = exc
-        log.warning("%s (%s) failed: %s: %s", model.id, provider.name, type(exc).__name__, exc)
+        waiters: set[asyncio.Future[Any]] = {stream}
+        if stop is not None:
+            waiters.add(asyncio.ensure_future(stop.wait()))
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if not stream.done():  # Stop was pressed: close the upstream stream
+            stopped = True
+            stream.cancel()
+            await asyncio.wait({stream})
+        for waiter in waiters - {stream}:
+            waiter.cancel()
+        if not stream.cancelled() and (exc := stream.exception()) is not None:
+            if not isinstance(exc, ProviderError):
+                raise exc
+            error = exc
     except BaseException:
+        stream.cancel()
         await writer.cancel()
         raise
+    if error is not None:
+        log.warning("%s (%s) failed: %s: %s", model.id, provider.name, type(error).__name__, error)
     elapsed = time.monotonic() - started
     text = writer.text
-    markup, note = None, None
-    if error is None and not text.strip():
+    markup, note = retry_markup, None
+    if stopped:
+        final = f"{text}\n\n_{texts.stopped}_" if text.strip() else texts.stopped
+    elif error is None and not text.strip():
         final = texts.empty_answer.format(model=model.title)
     elif error is not None and not text:
         final = describe(error, texts, model.title)
@@ -106,7 +127,17 @@ async def generate(
         final, markup = text, reply_markup
         if footer:
             note = texts.compare_footer_time.format(seconds=elapsed)
-            if usage is not None and usage.output_tokens is not None:
-                note += " · " + texts.compare_footer_tokens.format(tokens=usage.output_tokens)
+            if usage and usage[-1].output_tokens is not None:
+                note += " · " + texts.compare_footer_tokens.format(tokens=usage[-1].output_tokens)
     ids = await writer.finish(final, reply_markup=markup, footer=note)
-    return Outcome(text, error, usage, elapsed, ids)
+    return Outcome(text, error, usage[-1] if usage else None, elapsed, ids, stopped)
+
+
+async def _consume(
+    provider: Provider, request: ChatRequest, writer: AnswerWriter, usage: list[Usage]
+) -> None:
+    """The stream into the writer; a ProviderError ends it (and is the task's result)."""
+    async for chunk in provider.stream(request):
+        writer.append(chunk.text)
+        if chunk.usage is not None:
+            usage.append(chunk.usage)

@@ -49,14 +49,17 @@ class History:
             await self.redis.lrange(self.key(chat_id, user_id), -self.max_messages, -1)
         )
 
-    async def append(self, chat_id: int, user_id: int, *messages: Message) -> None:
-        """Add messages, keep the newest ``max_messages``, renew the idle expiry: one trip."""
+    def queue_append(self, pipe: Pipeline, chat_id: int, user_id: int, *messages: Message) -> None:
+        """Add messages, keep the newest ``max_messages``, renew the idle expiry."""
         key = self.key(chat_id, user_id)
         items = [json.dumps({"r": m.role, "c": m.content}, ensure_ascii=False) for m in messages]
+        pipe.rpush(key, *items)
+        pipe.ltrim(key, -self.max_messages, -1)
+        pipe.expire(key, self.ttl)
+
+    async def append(self, chat_id: int, user_id: int, *messages: Message) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, *items)
-            pipe.ltrim(key, -self.max_messages, -1)
-            pipe.expire(key, self.ttl)
+            self.queue_append(pipe, chat_id, user_id, *messages)
             await pipe.execute()
 
     async def replace(self, chat_id: int, user_id: int, *messages: Message) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 DRAFT_INTERVAL = 0.7  # private chats, sendMessageDraft
 EDIT_INTERVAL = 1.0  # private chats, editMessageText
 GROUP_INTERVAL = 3.0  # groups allow about 20 messages a minute
+FIRST_INTERVAL = 0.3  # after a placeholder: the first text may show soon
 MAX_SLOWDOWN = 4.0
 _PRUNE_AT = 10_000
 

@@ -35,6 +35,13 @@ class Texts:
     error_unsupported: str
     error_generic: str
     interrupted: str  # appended to a partial answer; {reason} is one of the above
+    stopped: str  # the user pressed Stop
+    stop_button: str
+    retry_button: str
+    still_answering: str  # a second message while an answer is being written
+    nothing_to_stop: str
+    retry_expired: str
+    prompt_too_long: str  # {length}, {limit}
     empty_answer: str  # {model}
     service_unavailable: str  # Redis or another part of the bot is down
     # limits; {time} is the reset time with its zone, {left} the time until then

@@ -1,0 +1,150 @@
+"""Answers being generated: one at a time per chat and user across every replica, and
+stoppable from any replica.
+
+The lock is a Redis key per chat and user (``busy:{<user>}:<chat>``) holding the
+generation's id; it is taken in the same pipeline that reads the user's preferences
+and history, and given back in the one that writes the history, so it costs no extra
+round trip. A Stop (button, draft Stop, or /stop) is published on the bot's control
+channel; the replica running that generation sets its stop event. The lock expires by
+itself should a replica die mid-answer, and /stop clears it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+LOCK_SECONDS = 600  # the longest an answer may hold its chat
+RETRY_SECONDS = 24 * 3600  # how long a failed request can be retried
+LOCK_PATIENCE = 2.0  # how long a message waits for the answer before it to finish
+
+
+def new_id() -> int:
+    """A generation id; also the draft id of its answer (non-zero, 31 bits)."""
+    return random.randint(1, 2**31 - 1)
+
+
+class Generations:
+    def __init__(self, redis: Redis, bot_id: int) -> None:
+        self.redis = redis
+        self.channel = f"control:{bot_id}"
+        self._running: dict[int, asyncio.Event] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self.on_reload: Callable[[], Awaitable[None]] | None = None
+
+    @staticmethod
+    def lock_key(chat_id: int, user_id: int) -> str:
+        return f"busy:{{{user_id}}}:{chat_id}"
+
+    @staticmethod
+    def retry_key(user_id: int, gen_id: int) -> str:
+        return f"retry:{{{user_id}}}:{gen_id}"
+
+    def queue_lock(self, pipe: Pipeline, chat_id: int, user_id: int, gen_id: int) -> None:
+        pipe.set(self.lock_key(chat_id, user_id), gen_id, nx=True, ex=LOCK_SECONDS)
+
+    async def lock_soon(
+        self, chat_id: int, user_id: int, gen_id: int, patience: float = LOCK_PATIENCE
+    ) -> bool:
+        """Take the chat's lock, waiting briefly: the answer before may just be recording
+        its outcome (the user saw it finish and wrote at once)."""
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            key = self.lock_key(chat_id, user_id)
+            if await self.redis.set(key, gen_id, nx=True, ex=LOCK_SECONDS):
+                return True
+        return False
+
+    def queue_unlock(self, pipe: Pipeline, chat_id: int, user_id: int) -> None:
+        pipe.delete(self.lock_key(chat_id, user_id))
+
+    def queue_retry(
+        self, pipe: Pipeline, chat_id: int, user_id: int, gen_id: int, prompt: str
+    ) -> None:
+        """Keep a failed or stopped request so that its Retry button can ask again."""
+        pipe.set(self.retry_key(user_id, gen_id), f"{chat_id}\n{prompt}", ex=RETRY_SECONDS)
+
+    async def take_retry(self, user_id: int, gen_id: int) -> tuple[int, str] | None:
+        raw = await self.redis.getdel(self.retry_key(user_id, gen_id))
+        if raw is None:
+            return None
+        chat, _, prompt = (raw.decode() if isinstance(raw, bytes) else raw).partition("\n")
+        return int(chat), prompt
+
+    async def unlock(self, chat_id: int, user_id: int) -> None:
+        await self.redis.delete(self.lock_key(chat_id, user_id))
+
+    @contextlib.contextmanager
+    def running(self, gen_id: int) -> Iterator[asyncio.Event]:
+        """Register a generation in this process; yields the event that stops it."""
+        event = self._running[gen_id] = asyncio.Event()
+        try:
+            yield event
+        finally:
+            self._running.pop(gen_id, None)
+
+    async def stop(self, gen_id: int) -> None:
+        """Stop a generation wherever it runs."""
+        if gen_id in self._running:
+            self._running[gen_id].set()
+            return
+        await self.redis.publish(self.channel, f"stop {gen_id}")
+
+    async def stop_chat(self, chat_id: int, user_id: int) -> bool:
+        """/stop: stop this chat's answer, if any, and free the chat. True if one ran."""
+        raw = await self.redis.getdel(self.lock_key(chat_id, user_id))
+        if raw is None:
+            return False
+        await self.stop(int(raw))
+        return True
+
+    async def announce_reload(self) -> None:
+        await self.redis.publish(self.channel, "reload")
+
+    def start_listening(self) -> None:
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen())
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+
+    async def _listen(self) -> None:
+        """Follow the control channel; reconnect with a pause if Redis goes away."""
+        while True:
+            try:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    async for message in pubsub.listen():
+                        await self._handle(message.get("data"))
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("control channel lost (%s); reconnecting", exc)
+                await asyncio.sleep(1.0)
+
+    async def _handle(self, data: object) -> None:
+        text = data.decode() if isinstance(data, bytes) else str(data)
+        command, _, argument = text.partition(" ")
+        if command == "stop" and argument.isdigit():
+            event = self._running.get(int(argument))
+            if event is not None:
+                event.set()
+        elif command == "reload" and self.on_reload is not None:
+            try:
+                await self.on_reload()
+            except Exception:
+                log.exception("reload failed")

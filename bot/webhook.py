@@ -1,0 +1,262 @@
+"""Webhook mode: an aiohttp server that Telegram pushes updates to, for any number of
+replicas sharing one Redis.
+
+- ``POST <path of WEBHOOK_URL>``: checks ``X-Telegram-Bot-Api-Secret-Token`` (401 and
+  nothing processed when it is wrong or missing), acknowledges at once and hands the
+  update to the dispatcher in the background. When ``MAX_CONCURRENT_ANSWERS`` updates are
+  already being handled, the acknowledgement waits for a slot: Telegram then slows down
+  instead of the bot piling up work it has promised to do.
+- ``GET /healthz``: 200 ``ok`` when Redis answers PING, 503 otherwise.
+- ``/metrics`` is added by the metrics step to the application that
+  :func:`build_web_app` returns.
+
+An update that Telegram delivers twice (its 200 got lost, or it went to two replicas) is
+handled once: :class:`UpdateDedup` claims ``dedup:<bot id>:<update_id>`` in Redis first.
+
+Shutdown: the server stops taking requests, then :meth:`bot.app.App.close` gives the
+answers in flight the grace period. The webhook stays set: other replicas keep serving it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from aiogram import BaseMiddleware, Bot, Dispatcher
+from aiogram.methods import TelegramMethod
+from aiogram.types import TelegramObject, Update
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from bot.app import App
+
+log = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
+HEALTH_PATH = "/healthz"
+DEDUP_TTL_SECONDS = 86_400  # Telegram gives up redelivering an update long before a day
+HEALTH_TIMEOUT_SECONDS = 3.0
+# How long a request may still take once shutdown began (ours return at once; this only
+# ends requests that wait for a handler slot: Telegram delivers those again).
+REQUEST_SHUTDOWN_SECONDS = 1.0
+
+
+def webhook_path(url: str) -> str:
+    """The path the server answers on: that of ``WEBHOOK_URL`` (``/`` when it has none)."""
+    return urlsplit(url).path or "/"
+
+
+class UpdateDedup(BaseMiddleware):
+    """Outer update middleware: an update id seen before (by any replica) is dropped.
+
+    ``SET dedup:<bot id>:<update_id> 1 NX EX 86400``; when Redis does not answer the
+    update goes through, so that the normal Redis-down handling tells the user.
+    """
+
+    def __init__(self, redis: Redis, ttl: int = DEDUP_TTL_SECONDS) -> None:
+        self.redis = redis
+        self.ttl = ttl
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        if not isinstance(event, Update):
+            return await handler(event, data)
+        bot: Bot = data["bot"]
+        key = f"dedup:{bot.id}:{event.update_id}"
+        try:
+            first = await self.redis.set(key, 1, nx=True, ex=self.ttl)
+        except RedisError as exc:
+            log.warning("update %s: cannot check for a duplicate: %s", event.update_id, exc)
+            first = True
+        if not first:
+            log.info("update %s: a duplicate, skipped", event.update_id)
+            return None
+        return await handler(event, data)
+
+
+class UpdateReceiver:
+    """The webhook route: secret check, acknowledgement, handling in the background."""
+
+    def __init__(self, dispatcher: Dispatcher, bot: Bot, secret: str, slots: int) -> None:
+        if not secret:
+            raise ValueError("a webhook needs a secret token")
+        self.dispatcher = dispatcher
+        self.bot = bot
+        self._secret = secret.encode()
+        self._slots = asyncio.Semaphore(slots)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.accepted = 0
+        self.closing = False
+
+    def authorized(self, request: web.Request) -> bool:
+        given = request.headers.get(SECRET_HEADER, "").encode()
+        return hmac.compare_digest(given, self._secret)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if not self.authorized(request):
+            log.warning("webhook: a request without the right secret token was refused")
+            return web.Response(status=401, text="Unauthorized")
+        if self.closing:
+            return web.Response(status=503, text="shutting down")
+        try:
+            update = json.loads(await request.read())
+        except ValueError:
+            return web.Response(status=400, text="not JSON")
+        if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
+            return web.Response(status=400, text="not an update")
+        await self._slots.acquire()
+        if self.closing:
+            self._slots.release()
+            return web.Response(status=503, text="shutting down")
+        task = asyncio.create_task(self._feed(update), name=f"update-{update['update_id']}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        self.accepted += 1
+        return web.Response(status=200)
+
+    async def _feed(self, update: dict[str, Any]) -> None:
+        try:
+            result = await self.dispatcher.feed_raw_update(self.bot, update)
+            if isinstance(result, TelegramMethod):
+                await self.dispatcher.silent_call_request(self.bot, result)
+        except Exception:
+            log.exception("update %s: not handled", update.get("update_id"))
+        finally:
+            self._slots.release()
+
+    async def wait_idle(self) -> None:
+        """Return once every accepted update has been handled (tests, benchmarks)."""
+        while self.tasks:
+            await asyncio.wait(set(self.tasks))
+
+
+async def health(redis: Redis) -> web.Response:
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            await redis.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        log.warning("health: Redis does not answer: %s", exc)
+        return web.Response(status=503, text="redis unavailable")
+    return web.Response(text="ok")
+
+
+def build_web_app(app: App, receiver: UpdateReceiver) -> web.Application:
+    """The webhook server's routes. Add more (``/metrics``) to what this returns."""
+    url = app.settings.webhook_url
+    if not url:
+        raise ValueError("WEBHOOK_URL is not set")
+    path = webhook_path(url)
+    if path == HEALTH_PATH:
+        raise ValueError(f"WEBHOOK_URL cannot use the path {HEALTH_PATH}")
+    web_app = web.Application()
+    web_app.router.add_post(path, receiver.handle)
+    redis = app.redis
+
+    async def healthz(request: web.Request) -> web.Response:
+        return await health(redis)
+
+    web_app.router.add_get(HEALTH_PATH, healthz)
+    return web_app
+
+
+class WebhookServer:
+    """One replica's webhook server: ``start()`` listens and sets the webhook,
+    ``stop()`` stops taking updates (the caller then runs ``App.close()``)."""
+
+    def __init__(self, app: App) -> None:
+        settings = app.settings
+        if not settings.webhook_url or settings.webhook_secret is None:
+            raise ValueError("webhook mode needs WEBHOOK_URL and WEBHOOK_SECRET")
+        self.app = app
+        self.url = settings.webhook_url
+        self._secret = settings.webhook_secret.get_secret_value()
+        self.receiver = UpdateReceiver(
+            app.dispatcher, app.bot, self._secret, settings.max_concurrent_answers
+        )
+        self.web_app = build_web_app(app, self.receiver)
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app, settings = self.app, self.app.settings
+        app.dispatcher.update.outer_middleware(UpdateDedup(app.redis))
+        me = await app.bot.me()
+        await app.set_commands()
+        await app.dispatcher.emit_startup(**self._workflow_data())
+        self._runner = web.AppRunner(
+            self.web_app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=REQUEST_SHUTDOWN_SECONDS,
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, settings.webhook_host, settings.webhook_port)
+        await site.start()
+        # listening before setWebhook: Telegram's first push finds the server up
+        await app.bot.set_webhook(
+            url=self.url,
+            secret_token=self._secret,
+            allowed_updates=app.dispatcher.resolve_used_update_types(),
+            drop_pending_updates=False,
+        )
+        log.info(
+            "webhook for @%s on %s:%d%s",
+            me.username,
+            settings.webhook_host,
+            settings.webhook_port,
+            webhook_path(self.url),
+        )
+
+    async def stop(self) -> None:
+        """Stop taking updates (new requests are refused); those accepted keep running."""
+        self.receiver.closing = True
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+            await self.app.dispatcher.emit_shutdown(**self._workflow_data())
+        # let updates accepted at the last moment reach the handlers, so App.close sees them
+        await asyncio.sleep(0)
+
+    async def wait_idle(self) -> None:
+        await self.receiver.wait_idle()
+
+    def _workflow_data(self) -> dict[str, Any]:
+        """What startup/shutdown observers get, as in polling."""
+        dispatcher = self.app.dispatcher
+        data = {"dispatcher": dispatcher, **dispatcher.workflow_data}
+        data["bot"] = self.app.bot
+        return data
+
+
+async def run_webhook(app: App, *, handle_signals: bool = True) -> None:
+    """Serve the webhook until SIGTERM/SIGINT (or cancellation); then stop taking updates.
+
+    The caller closes the app afterwards (``App.close``: the grace period for answers).
+    """
+    server = WebhookServer(app)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    for sig in signals:
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        await server.start()
+        await stopping.wait()
+        log.info("webhook: stopping")
+    finally:
+        for sig in signals:
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        await asyncio.shield(server.stop())
