@@ -7,11 +7,12 @@ import asyncio
 import gc
 import logging
 import sys
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiogram import Bot, Dispatcher
-from aiogram.types import BotCommand, BotCommandScopeDefault
+from aiogram.types import BotCommand, BotCommandScopeDefault, TelegramObject
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -19,19 +20,16 @@ from redis.backoff import ExponentialBackoff
 from bot import redact
 from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.handlers import get_routers
+from bot.metrics import FloodCounter, UpdateCounter
+from bot.metrics import serve as serve_metrics
 from bot.middlewares import InFlight, TextsMiddleware
-from bot.services.chat import ChatService
-from bot.services.compare import CompareService, CompareStore
+from bot.services.core import Core
 from bot.services.generations import Generations
-from bot.services.history import History
-from bot.services.pacer import Pacer
 from bot.services.pool import ProviderPool
-from bot.services.prefs import Prefs
-from bot.services.quota import Quota
-from bot.settings import Settings
+from bot.settings import Settings, environ_with_dotenv
 from bot.telegram import make_bot
 from bot.texts import EN, LANGUAGES
-from bot.webhook import run_webhook
+from bot.webhook import health, run_webhook
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +39,31 @@ class App:
     """Everything the running bot holds, and how to stop it cleanly."""
 
     settings: Settings
-    catalog: Catalog
-    redis: Redis
-    pool: ProviderPool
+    core: Core
     bot: Bot
     dispatcher: Dispatcher
     in_flight: InFlight
-    generations: Generations
+    services: dict[str, Any]  # what handlers may ask for by name
+    environ: dict[str, str]  # where the provider keys came from
+    redactor: redact.Redactor | None = None
+    retired: list[ProviderPool] = field(default_factory=list)
+
+    @property
+    def redis(self) -> Redis:
+        return self.core.redis
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.core.catalog
+
+    @property
+    def generations(self) -> Generations:
+        return self.core.generations
 
     @classmethod
-    def build(cls, settings: Settings, catalog: Catalog) -> App:
+    def build(
+        cls, settings: Settings, catalog: Catalog, environ: dict[str, str] | None = None
+    ) -> App:
         # A blocking pool as large as the handlers in flight: a burst waits for a
         # connection instead of failing as if Redis were down.
         connections = BlockingConnectionPool.from_url(
@@ -65,40 +78,57 @@ class App:
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
         )
         redis = Redis(connection_pool=connections)
-        pool = ProviderPool(catalog)
-        prefs = Prefs(redis, catalog)
-        history = History(
-            redis, settings.history_max_messages, int(settings.history_ttl_hours * 3600)
-        )
-        pacer = Pacer()
-        quota = Quota(redis, catalog, settings.timezone, settings.admin_ids)
-        compare_store = CompareStore(redis)
         bot = make_bot(settings)
-        generations = Generations(redis, bot.id)
-        services: dict[str, Any] = {
-            "settings": settings,
-            "catalog": catalog,
-            "redis": redis,
-            "pool": pool,
-            "prefs": prefs,
-            "history": history,
-            "pacer": pacer,
-            "quota": quota,
-            "compare_store": compare_store,
-            "generations": generations,
-            "chat_service": ChatService(
-                redis, catalog, prefs, history, pool, pacer, quota, generations
-            ),
-            "compare_service": CompareService(
-                catalog, prefs, quota, pool, pacer, compare_store, generations
-            ),
-        }
-        dispatcher = Dispatcher(**services)
+        core = Core.build(settings, catalog, redis, bot.id)
+        bot.session.middleware(FloodCounter(core.metrics))
+        dispatcher = Dispatcher()
         in_flight = InFlight()
+        app = cls(settings, core, bot, dispatcher, in_flight, {}, environ or {})
         dispatcher.update.outer_middleware(in_flight)
+        # the services of the current catalog (``/reload`` swaps them), for each update
+        dispatcher.update.outer_middleware(app.inject)
+        dispatcher.update.outer_middleware(UpdateCounter(core.metrics))
         dispatcher.update.outer_middleware(TextsMiddleware())
         dispatcher.include_routers(*get_routers())
-        return cls(settings, catalog, redis, pool, bot, dispatcher, in_flight, generations)
+        app.services = app._services()
+        core.generations.on_reload = app.reload
+        return app
+
+    def _services(self) -> dict[str, Any]:
+        return {**self.core.handler_kwargs(), "reload_catalog": self.reload_everywhere}
+
+    async def inject(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        data.update(self.services)
+        return await handler(event, data)
+
+    async def reload(self) -> str | None:
+        """Read the catalog again, here; the problems found if it is refused."""
+        try:
+            # keys added to .env since the start count too
+            environ = {**self.environ, **environ_with_dotenv()}
+            catalog = load_catalog(self.settings.models_file, environ)
+        except CatalogError as exc:
+            log.error("reload refused: %s", exc)
+            return str(exc)
+        if self.redactor is not None:
+            self.redactor.add(*catalog.keys.values())
+        old, self.core = self.core, self.core.with_catalog(catalog)
+        self.services = self._services()
+        self.retired.append(old.pool)  # answers in flight still use it; closed at exit
+        log.info("catalog reloaded: %d models", len(catalog.models))
+        return None
+
+    async def reload_everywhere(self) -> str | None:
+        """/reload: here first (so a bad catalog is reported), then every replica."""
+        problem = await self.reload()
+        if problem is None:
+            await self.generations.announce_reload()
+        return problem
 
     async def set_commands(self) -> None:
         """Start-up shared by both modes: the command menus, and the control channel
@@ -114,13 +144,25 @@ class App:
     async def run_polling(self, handle_signals: bool = True) -> None:
         await self.bot.delete_webhook(drop_pending_updates=False)
         await self.set_commands()
-        await self.dispatcher.start_polling(
-            self.bot,
-            allowed_updates=self.dispatcher.resolve_used_update_types(),
-            handle_signals=handle_signals,
-            close_bot_session=False,
-            tasks_concurrency_limit=self.settings.max_concurrent_answers,
-        )
+        metrics = None
+        if self.settings.metrics_port is not None:
+            metrics = await serve_metrics(
+                self.core.metrics,
+                lambda: health(self.redis),
+                self.settings.webhook_host,
+                self.settings.metrics_port,
+            )
+        try:
+            await self.dispatcher.start_polling(
+                self.bot,
+                allowed_updates=self.dispatcher.resolve_used_update_types(),
+                handle_signals=handle_signals,
+                close_bot_session=False,
+                tasks_concurrency_limit=self.settings.max_concurrent_answers,
+            )
+        finally:
+            if metrics is not None:
+                await metrics.cleanup()
 
     async def run_webhook(self, handle_signals: bool = True) -> None:
         """Webhook mode (``WEBHOOK_URL`` set): serve until SIGTERM/SIGINT; see bot/webhook.py."""
@@ -132,7 +174,8 @@ class App:
         if cancelled:
             log.warning("shutdown: %d answer(s) did not finish in time", cancelled)
         await self.generations.aclose()
-        await self.pool.aclose()
+        for pool in [*self.retired, self.core.pool]:
+            await pool.aclose()
         await self.bot.session.close()
         await self.redis.aclose(close_connection_pool=True)
 
@@ -150,7 +193,8 @@ async def run(settings: Settings, environ: dict[str, str]) -> int:
         print(exc, file=sys.stderr)
         return 2
     redactor.add(*catalog.keys.values())
-    app = App.build(settings, catalog)
+    app = App.build(settings, catalog, environ)
+    app.redactor = redactor
     # Everything imported so far lives as long as the process: keep it out of the
     # collector's way, so full collections stay short while answers stream.
     gc.collect()

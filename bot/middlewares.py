@@ -9,6 +9,7 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, User
 
+from bot.redact import current_update
 from bot.texts import texts_for
 
 
@@ -39,6 +40,9 @@ class InFlight(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
+        update_id = getattr(event, "update_id", None)
+        if update_id is not None:
+            current_update.set(str(update_id))
         task = asyncio.current_task()
         if task is None:
             return await handler(event, data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextvars import ContextVar
 
 MASK = "***"
 
@@ -36,7 +37,10 @@ class RedactingFilter(logging.Filter):
         self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed log call must not fail the code that logged
+            message = f"{record.msg!s} (arguments: {record.args!r})"
         clean = self.redactor(message)
         if clean != message or record.args:
             record.msg, record.args = clean, None
@@ -47,10 +51,24 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# The update being handled, set by the dispatcher's outer middleware, so that every log
+# line (a provider failure, a Redis error) names the update it belongs to.
+current_update: ContextVar[str] = ContextVar("current_update", default="-")
+
+
+class UpdateField(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.update = current_update.get()
+        return True
+
+
 def install(redactor: Redactor, level: str) -> None:
-    """Configure root logging with the redacting filter on every handler."""
+    """Configure root logging: the update id on every line, secrets scrubbed."""
     logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s [update %(update)s]: %(message)s",
+        force=True,
     )
     for handler in logging.getLogger().handlers:
+        handler.addFilter(UpdateField())
         handler.addFilter(RedactingFilter(redactor))

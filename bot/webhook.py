@@ -169,6 +169,7 @@ def build_web_app(app: App, receiver: UpdateReceiver) -> web.Application:
         return await health(redis)
 
     web_app.router.add_get(HEALTH_PATH, healthz)
+    web_app.router.add_get("/metrics", app.core.metrics.handle)
     return web_app
 
 

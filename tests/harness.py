@@ -171,7 +171,7 @@ async def running_bot(
             **settings,
         )
         catalog = load_catalog(path, KEYS)
-        app = App.build(config, catalog)
+        app = App.build(config, catalog, KEYS)
         h = Harness(tg, openai, mistral, llama, ollama, app, catalog, config)
         h.task = asyncio.create_task(app.run_polling(handle_signals=False))
         await tg.wait_for("getMe", timeout=10)  # polling starts right after
@@ -349,7 +349,7 @@ async def running_webhook_bot(
                 shutdown_grace_seconds=grace,
                 **settings,
             )
-            app = App.build(config, catalog)
+            app = App.build(config, catalog, KEYS)
             server = WebhookServer(app)
             stack.push_async_callback(app.close)  # after the server stopped (LIFO)
             stack.push_async_callback(server.stop)

@@ -7,7 +7,7 @@ from aiogram import Router
 
 
 def get_routers() -> list[Router]:
-    from bot.handlers import chat, compare, errors, limits, model, other, start
+    from bot.handlers import admin, chat, compare, errors, limits, model, other, start
 
     # `other` last: it answers whatever the feature routers did not take.
-    return [m.router() for m in (errors, start, model, compare, limits, chat, other)]
+    return [m.router() for m in (errors, start, admin, model, compare, limits, chat, other)]

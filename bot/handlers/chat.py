@@ -14,7 +14,7 @@ from bot.keyboards import RetryAnswer, StopAnswer
 from bot.services.chat import ChatService, Target
 from bot.services.generations import Generations
 from bot.services.history import History
-from bot.settings import Settings
+from bot.services.paste import Pastes
 from bot.texts import Texts
 
 
@@ -40,15 +40,17 @@ async def chat(
     prompt: str,
     bot: Bot,
     texts: Texts,
-    settings: Settings,
+    pastes: Pastes,
     chat_service: ChatService,
 ) -> None:
     assert message.from_user is not None
     target = Target.of(message, message.from_user.id)
-    if len(prompt) > settings.max_prompt_chars:
-        text = texts.prompt_too_long.format(length=len(prompt), limit=settings.max_prompt_chars)
-        await target.say(bot, text)
-    elif prompt:
+    if pastes.is_part(prompt):  # maybe a part of a long paste that Telegram split
+        whole = await pastes.hold(target.chat_id, target.user_id, message.message_id, prompt)
+        if whole is None:
+            return  # a later part of the paste carries it
+        prompt = whole
+    if prompt:
         await chat_service.answer(bot, target, prompt, texts)
 
 

@@ -77,6 +77,7 @@ class AnswerWriter:
         typing: bool = True,
         draft_id: int | None = None,
         stop_markup: InlineKeyboardMarkup | None = None,
+        after: asyncio.Event | None = None,
     ) -> None:
         self.bot = bot
         self.pacer = pacer
@@ -91,6 +92,9 @@ class AnswerWriter:
         self.draft_id = draft_id or random.randint(1, 2**31 - 1)
         # a Stop button while streaming: under the edited message, or the draft's own
         self.stop_markup = stop_markup
+        # messages in order (/compare): our placeholder waits for the one before it
+        self.after = after
+        self.placed = asyncio.Event()
         self.message_id: int | None = None  # the edited message, in edit mode
         self._pieces: list[str] = []
         self._changed = asyncio.Event()
@@ -121,6 +125,7 @@ class AnswerWriter:
         self._typing_task = asyncio.create_task(self._typing() if self.typing else _noop())
         if wait:
             await self._update()
+            self.placed.set()
         self._loop_task = asyncio.create_task(self._loop(placeholder=not wait))
 
     def append(self, delta: str) -> None:
@@ -164,7 +169,12 @@ class AnswerWriter:
 
     async def _loop(self, placeholder: bool) -> None:
         if placeholder:
-            await self._update()
+            try:
+                if self.after is not None:
+                    await self.after.wait()
+                await self._update()
+            finally:
+                self.placed.set()
         while not self._closed.is_set():
             if self.use_draft and not self._has_text:
                 # keep the "Thinking…" draft alive: it lasts 30 s on the client

@@ -1,32 +1,34 @@
-"""A chat turn: the user's model and history from Redis with the chat's lock (one round
-trip), the reservation (one), the model's answer streamed into the chat, and the
-outcome recorded with the lock given back (one): three round trips per message."""
+"""A chat turn: the user's model and history from Redis with the chat's lock and any
+held paste parts (one round trip), the reservation (one), the model's answer streamed
+into the chat, and the outcome recorded with the lock given back (one): three round
+trips per message."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiogram import Bot
 from aiogram.enums import ChatType
 from aiogram.types import Message as TgMessage
 from aiogram.types import ReplyParameters
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bot.catalog import Catalog, ModelSpec
+from bot.catalog import ModelSpec
 from bot.keyboards import retry_keyboard, stop_keyboard
 from bot.services.answer_writer import AnswerWriter
 from bot.services.generate import Outcome, generate
-from bot.services.generations import Generations, new_id
-from bot.services.history import History, fit_context
-from bot.services.pacer import Pacer
-from bot.services.pool import ProviderPool
-from bot.services.prefs import Prefs
-from bot.services.quota import Grant, Quota, Reservation
+from bot.services.generations import new_id
+from bot.services.history import fit_context
+from bot.services.paste import join
+from bot.services.quota import Grant, Reservation
 from bot.texts import Texts
 from bot.texts.base import reset_time
 from providers import ChatRequest, Message
+
+if TYPE_CHECKING:
+    from bot.services.core import Core
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ class Target:
     private: bool
     reply_to: int | None = None  # in groups, the message answered
     thread_id: int | None = None
+    message_id: int | None = None  # the user's message, when there is one
 
     @classmethod
     def of(cls, message: TgMessage, user_id: int, reply: bool = True) -> Target:
@@ -50,6 +53,7 @@ class Target:
             private=private,
             reply_to=None if private or not reply else message.message_id,
             thread_id=message.message_thread_id if message.is_topic_message else None,
+            message_id=message.message_id,
         )
 
     async def say(self, bot: Bot, text: str) -> None:
@@ -64,31 +68,21 @@ class Target:
 
 
 class ChatService:
-    def __init__(
-        self,
-        redis: Redis,
-        catalog: Catalog,
-        prefs: Prefs,
-        history: History,
-        pool: ProviderPool,
-        pacer: Pacer,
-        quota: Quota,
-        generations: Generations,
-    ) -> None:
-        self.redis = redis
-        self.catalog = catalog
-        self.prefs = prefs
-        self.history = history
-        self.pool = pool
-        self.pacer = pacer
-        self.quota = quota
-        self.generations = generations
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.redis = core.redis
+        self.catalog = core.catalog
+        self.prefs = core.prefs
+        self.history = core.history
+        self.quota = core.quota
+        self.generations = core.generations
+        self.metrics = core.metrics
 
     def writer(self, bot: Bot, target: Target, texts: Texts, gen_id: int) -> AnswerWriter:
         """Drafts in private chats, an edited reply in groups; a Stop button either way."""
         return AnswerWriter(
             bot,
-            self.pacer,
+            self.core.pacer,
             target.chat_id,
             private=target.private,
             placeholder=texts.thinking,
@@ -99,57 +93,86 @@ class ChatService:
         )
 
     async def answer(self, bot: Bot, target: Target, prompt: str, texts: Texts) -> Outcome | None:
-        """Answer ``prompt`` with the user's model; None when it could not be asked
-        (a limit, or an answer already being written in this chat)."""
+        """Answer ``prompt`` (after any parts of a long paste held before it) with the
+        user's model; None when it could not be asked (too long, a limit, or an answer
+        already being written in this chat)."""
         chat_id, user_id = target.chat_id, target.user_id
         gen_id = new_id()
         async with self.redis.pipeline(transaction=False) as pipe:
             self.prefs.queue_read(pipe, user_id)
             self.history.queue_read(pipe, chat_id, user_id)
             self.generations.queue_lock(pipe, chat_id, user_id, gen_id)
-            raw_prefs, raw_history, locked = await pipe.execute()
-        if not locked and not await self.generations.lock_soon(
-            target.chat_id, target.user_id, gen_id
-        ):
+            self.core.pastes.queue_take(pipe, chat_id, user_id)
+            raw_prefs, raw_history, locked, held, _ = await pipe.execute()
+        if not locked and not await self.generations.lock_soon(chat_id, user_id, gen_id):
             await target.say(bot, texts.still_answering)
             return None
         outcome: Outcome | None = None
-        question = Message(role="user", content=prompt)
+        model = self.catalog.models[self.prefs.parse(raw_prefs).model]
+        if held and target.message_id is not None:
+            held = await self.core.pastes.complete(chat_id, user_id, target.message_id, held)
+        question = Message(role="user", content=join(held, prompt))
         try:
-            model = self.catalog.models[self.prefs.parse(raw_prefs).model]
+            limit = self.core.settings.max_prompt_chars
+            if len(question.content) > limit:
+                length = len(question.content)
+                await target.say(bot, texts.prompt_too_long.format(length=length, limit=limit))
+                return None
             reservation = await self.quota.reserve(user_id, [model])
             if not reservation.ok(model.id):
+                self.metrics.denials.labels(reservation.grants[model.id].name.lower()).inc()
                 await target.say(bot, self.limit_text(reservation, model, texts))
                 return None
             messages = fit_context(self.history.parse(raw_history), question, model.context)
             request = ChatRequest(model=model.name, messages=messages)
             writer = self.writer(bot, target, texts, gen_id)
+            refunded = False
+
+            async def settle(text: str, complete: bool) -> None:
+                nonlocal refunded
+                if not text.strip():  # nothing reached the user: it is free
+                    refunded = True
+                    await self.quota.refund(reservation, [model.id])
+
             with self.generations.running(gen_id) as stop:
                 try:
                     outcome = await generate(
-                        self.pool.for_model(model),
+                        self.core.pool.for_model(model),
                         model,
                         request,
                         writer,
                         texts,
                         retry_markup=retry_keyboard(gen_id, texts),
                         stop=stop,
+                        settle=settle,
                     )
+                    self.metrics.observe(model, outcome)
                 finally:
-                    if not writer.text.strip():  # nothing reached the user: it is free
+                    if not refunded and not writer.text.strip():  # cancelled
                         await self.quota.refund(reservation, [model.id])
         finally:
-            await self._record(target, gen_id, question, outcome)
+            await self._record(target, gen_id, question, model, outcome)
         return outcome
 
     async def _record(
-        self, target: Target, gen_id: int, question: Message, outcome: Outcome | None
+        self,
+        target: Target,
+        gen_id: int,
+        question: Message,
+        model: ModelSpec,
+        outcome: Outcome | None,
     ) -> None:
-        """Give the chat back, and keep the exchange (or the request, for Retry)."""
+        """Give the chat back, keep the exchange (or the request, for Retry), count it."""
         chat_id, user_id = target.chat_id, target.user_id
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 self.generations.queue_unlock(pipe, chat_id, user_id)
+                if outcome is not None:
+                    date, _ = self.quota.day()
+                    failed = outcome.error is not None
+                    self.core.stats.queue_request(
+                        pipe, date, user_id, model.id, model.provider, failed
+                    )
                 if outcome is not None and outcome.ok:
                     answer = Message(role="assistant", content=outcome.text)
                     self.history.queue_append(pipe, chat_id, user_id, question, answer)

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot
 from aiogram.types import Message as TgMessage
@@ -22,19 +22,19 @@ from aiogram.types import MessageEntity
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bot.catalog import Catalog, ModelSpec
+from bot.catalog import ModelSpec
 from bot.keyboards import compare_answer_keyboard, stop_keyboard
 from bot.render import Part, utf16_len
 from bot.services.answer_writer import AnswerWriter
 from bot.services.chat import Target
 from bot.services.generate import Outcome, generate
-from bot.services.generations import Generations, new_id
-from bot.services.pacer import Pacer
-from bot.services.pool import ProviderPool
-from bot.services.prefs import Prefs
-from bot.services.quota import Quota, Reservation
+from bot.services.generations import new_id
+from bot.services.quota import Reservation
 from bot.texts import Texts
 from providers import ChatRequest, Message
+
+if TYPE_CHECKING:
+    from bot.services.core import Core
 
 log = logging.getLogger(__name__)
 
@@ -92,23 +92,15 @@ def _text(value: bytes | str) -> str:
 
 
 class CompareService:
-    def __init__(
-        self,
-        catalog: Catalog,
-        prefs: Prefs,
-        quota: Quota,
-        pool: ProviderPool,
-        pacer: Pacer,
-        store: CompareStore,
-        generations: Generations,
-    ) -> None:
-        self.generations = generations
-        self.catalog = catalog
-        self.prefs = prefs
-        self.quota = quota
-        self.pool = pool
-        self.pacer = pacer
-        self.store = store
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.generations = core.generations
+        self.catalog = core.catalog
+        self.prefs = core.prefs
+        self.quota = core.quota
+        self.pool = core.pool
+        self.pacer = core.pacer
+        self.store = core.compare_store
 
     async def run(
         self, bot: Bot, message: TgMessage, question: str, texts: Texts
@@ -150,16 +142,19 @@ class CompareService:
         stop: asyncio.Event,
     ) -> dict[str, Outcome]:
         reservation = await self.quota.reserve(target.user_id, models)
+        for model in models:
+            if not reservation.ok(model.id):
+                self.core.metrics.denials.labels(reservation.grants[model.id].name.lower()).inc()
         skipped = [m.title for m in models if not reservation.ok(m.id)]
         if skipped:
             await target.say(bot, texts.compare_skipped.format(models=", ".join(skipped)))
         granted = [m for m in models if reservation.ok(m.id)]
-        # one "typing" for the chat is enough; each message shows its own placeholder
-        writers = [
-            self.writer(bot, target, texts, m, gen_id, typing=i == 0) for i, m in enumerate(granted)
-        ]
-        for writer in writers:  # the placeholders, in the set's order
-            await writer.start(wait=True)
+        # The models are asked at once; the placeholders go out in the background, in
+        # the set's order (each after the one before). One "typing" is enough.
+        writers: list[AnswerWriter] = []
+        for i, model in enumerate(granted):
+            after = writers[-1].placed if writers else None
+            writers.append(self.writer(bot, target, texts, model, gen_id, i == 0, after))
         cid = secrets.token_hex(4)
         outcomes = await asyncio.gather(
             *(
@@ -182,6 +177,19 @@ class CompareService:
     ) -> Outcome:
         """One model's answer; its share of the reservation back if no text was shown."""
         request = ChatRequest(model=model.name, messages=[Message(role="user", content=question)])
+        settled = False
+
+        async def settle(text: str, complete: bool) -> None:
+            nonlocal settled
+            settled = True
+            if not text.strip():  # failed before any text: this model costs nothing
+                await self.quota.refund(reservation, [model.id])
+            elif complete:  # kept before its "Continue with" button shows
+                try:
+                    await self.store.keep(user_id, cid, question, model.id, text)
+                except RedisError as exc:
+                    log.error("compare %s: could not keep the answer of %s: %s", cid, model.id, exc)
+
         try:
             outcome = await generate(
                 self.pool.for_model(model),
@@ -192,15 +200,12 @@ class CompareService:
                 reply_markup=compare_answer_keyboard(cid, model, texts),
                 footer=True,
                 stop=stop,
+                settle=settle,
             )
         finally:
-            if not writer.text.strip():
+            if not settled and not writer.text.strip():  # cancelled
                 await self.quota.refund(reservation, [model.id])
-        if outcome.ok:
-            try:
-                await self.store.keep(user_id, cid, question, model.id, outcome.text)
-            except RedisError as exc:
-                log.error("compare %s: could not keep the answer of %s: %s", cid, model.id, exc)
+        self.core.metrics.observe(model, outcome)
         return outcome
 
     def writer(
@@ -211,6 +216,7 @@ class CompareService:
         model: ModelSpec,
         gen_id: int,
         typing: bool,
+        after: asyncio.Event | None,
     ) -> AnswerWriter:
         title = model.title
         header = Part(f"{title}\n", [MessageEntity(type="bold", offset=0, length=utf16_len(title))])
@@ -226,4 +232,5 @@ class CompareService:
             use_draft=False,
             typing=typing,
             stop_markup=stop_keyboard(gen_id, texts),
+            after=after,
         )

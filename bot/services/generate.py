@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,8 @@ from providers import (
 )
 
 log = logging.getLogger(__name__)
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 _ERROR_TEXTS: list[tuple[type[ProviderError], str]] = [
     (AuthenticationError, "error_auth"),
@@ -60,6 +64,7 @@ class Outcome:
     elapsed: float  # seconds from the request to the last chunk
     message_ids: list[int]
     stopped: bool = False  # the user pressed Stop
+    ttft: float | None = None  # seconds from the request to the first text
 
     @property
     def ok(self) -> bool:
@@ -76,19 +81,23 @@ async def generate(
     retry_markup: InlineKeyboardMarkup | None = None,
     footer: bool = False,
     stop: asyncio.Event | None = None,
+    settle: Callable[[str, bool], Awaitable[None]] | None = None,
 ) -> Outcome:
     """Stream the model's answer into the writer and deliver it, or the reason it failed.
 
     ``reply_markup`` goes under a complete answer, ``retry_markup`` under a failed or
     stopped one; ``footer`` adds the time taken and the tokens written, when the API
     reported them. Setting ``stop`` ends the answer where it is (the upstream stream is
-    closed), keeping what was written.
+    closed), keeping what was written. ``settle(text, complete)`` runs once the stream
+    has ended and before the answer is delivered, so that what the final message's
+    buttons rely on (a refund, a kept answer) is done when the user can press them.
     """
     started = time.monotonic()
     usage: list[Usage] = []
     error: ProviderError | None = None
     await writer.start()
-    stream = asyncio.create_task(_consume(provider, request, writer, usage))
+    first_text: list[float] = []
+    stream = asyncio.create_task(_consume(provider, request, writer, usage, first_text))
     stopped = False
     try:
         waiters: set[asyncio.Future[Any]] = {stream}
@@ -112,7 +121,7 @@ async def generate(
     if error is not None:
         log.warning("%s (%s) failed: %s: %s", model.id, provider.name, type(error).__name__, error)
     elapsed = time.monotonic() - started
-    text = writer.text
+    text = _well_formed(writer.text)
     markup, note = retry_markup, None
     if stopped:
         final = f"{text}\n\n_{texts.stopped}_" if text.strip() else texts.stopped
@@ -129,15 +138,37 @@ async def generate(
             note = texts.compare_footer_time.format(seconds=elapsed)
             if usage and usage[-1].output_tokens is not None:
                 note += " · " + texts.compare_footer_tokens.format(tokens=usage[-1].output_tokens)
+    if settle is not None:
+        try:
+            await settle(text, error is None and not stopped and bool(text.strip()))
+        except Exception:  # bookkeeping must not keep the answer from the user
+            log.exception("%s: settling the answer failed", model.id)
     ids = await writer.finish(final, reply_markup=markup, footer=note)
-    return Outcome(text, error, usage[-1] if usage else None, elapsed, ids, stopped)
+    ttft = first_text[0] - started if first_text else None
+    return Outcome(text, error, usage[-1] if usage else None, elapsed, ids, stopped, ttft)
 
 
 async def _consume(
-    provider: Provider, request: ChatRequest, writer: AnswerWriter, usage: list[Usage]
+    provider: Provider,
+    request: ChatRequest,
+    writer: AnswerWriter,
+    usage: list[Usage],
+    first_text: list[float],
 ) -> None:
     """The stream into the writer; a ProviderError ends it (and is the task's result)."""
     async for chunk in provider.stream(request):
+        if chunk.text and not first_text:
+            first_text.append(time.monotonic())
         writer.append(chunk.text)
         if chunk.usage is not None:
             usage.append(chunk.usage)
+
+
+def _well_formed(text: str) -> str:
+    """The answer as valid Unicode: an emoji whose surrogate halves came in separate
+    chunks (JSON escapes split by a proxy) is joined again, a half left alone becomes
+    U+FFFD. Lone surrogates cannot be encoded, so Redis (history, Retry) would refuse
+    them after the answer was shown, and the chat would stay locked."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")

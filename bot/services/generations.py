@@ -40,7 +40,7 @@ class Generations:
         self.channel = f"control:{bot_id}"
         self._running: dict[int, asyncio.Event] = {}
         self._listener: asyncio.Task[None] | None = None
-        self.on_reload: Callable[[], Awaitable[None]] | None = None
+        self.on_reload: Callable[[], Awaitable[object]] | None = None
 
     @staticmethod
     def lock_key(chat_id: int, user_id: int) -> str:

@@ -12,6 +12,7 @@ from redis.asyncio.client import Pipeline
 
 from providers import Message
 
+ROLES = ("system", "user", "assistant")
 CHARS_PER_TOKEN = 3.5  # a deliberately cautious estimate for mixed languages
 ANSWER_RESERVE = 0.25  # share of the context window left for the answer
 
@@ -39,9 +40,11 @@ class History:
         for item in raw:
             try:
                 data = json.loads(item)
-                messages.append(Message(role=data["r"], content=data["c"]))
+                role, content = data["r"], data["c"]
             except (ValueError, KeyError, TypeError):
                 continue  # a damaged entry costs one message, not the conversation
+            if role in ROLES and isinstance(content, str):
+                messages.append(Message(role=role, content=content))
         return messages
 
     async def load(self, chat_id: int, user_id: int) -> list[Message]:

@@ -69,6 +69,12 @@ class Texts:
     top_title: str
     top_line: str  # {place}, {model}, {votes}
     top_empty: str
+    # admins
+    stats_title: str  # {date}, {users}
+    stats_model: str  # {model}, {count}
+    stats_failures: str  # {provider}, {count}
+    reload_done: str
+    reload_refused: str  # {problem}
     hours_minutes: str  # {h}, {m}
     minutes: str  # {m}
 

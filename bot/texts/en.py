@@ -76,6 +76,11 @@ EN = Texts(
     top_title="<b>Models by votes</b>",
     top_line="{place}. {model}: {votes}",
     top_empty="No votes yet: press 👍 Best under a /compare answer.",
+    stats_title="<b>{date}</b>: {users} users",
+    stats_model="{model}: {count} requests",
+    stats_failures="{provider}: {count} failures",
+    reload_done="The model catalog was reloaded on every replica.",
+    reload_refused="The catalog was not reloaded:\n{problem}",
     hours_minutes="{h} h {m} min",
     minutes="{m} min",
 )

@@ -77,6 +77,11 @@ RU = Texts(
     top_title="<b>Модели по голосам</b>",
     top_line="{place}. {model}: {votes}",
     top_empty="Голосов пока нет: нажмите «👍 Лучший» под ответом /compare.",
+    stats_title="<b>{date}</b>: пользователей — {users}",
+    stats_model="{model}: запросов — {count}",
+    stats_failures="{provider}: сбоев — {count}",
+    reload_done="Каталог моделей перечитан на всех репликах.",
+    reload_refused="Каталог не перечитан:\n{problem}",
     hours_minutes="{h} ч {m} мин",
     minutes="{m} мин",
 )

@@ -1,0 +1,88 @@
+"""The services one app shares. Built once at start; ``/reload`` builds the catalog's
+part again (catalog, providers, preferences, limits) and keeps the rest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bot.catalog import Catalog
+from bot.metrics import Metrics
+from bot.services.chat import ChatService
+from bot.services.compare import CompareService, CompareStore
+from bot.services.generations import Generations
+from bot.services.history import History
+from bot.services.pacer import Pacer
+from bot.services.paste import Pastes
+from bot.services.pool import ProviderPool
+from bot.services.prefs import Prefs
+from bot.services.quota import Quota
+from bot.services.stats import Stats
+from bot.settings import Settings
+
+
+@dataclass(frozen=True)
+class Core:
+    settings: Settings
+    redis: Redis
+    catalog: Catalog
+    pool: ProviderPool
+    prefs: Prefs
+    history: History
+    quota: Quota
+    pacer: Pacer
+    generations: Generations
+    metrics: Metrics
+    stats: Stats
+    pastes: Pastes
+    compare_store: CompareStore
+
+    @classmethod
+    def build(cls, settings: Settings, catalog: Catalog, redis: Redis, bot_id: int) -> Core:
+        return cls(
+            settings=settings,
+            redis=redis,
+            catalog=catalog,
+            pool=ProviderPool(catalog),
+            prefs=Prefs(redis, catalog),
+            history=History(
+                redis, settings.history_max_messages, int(settings.history_ttl_hours * 3600)
+            ),
+            quota=Quota(redis, catalog, settings.timezone, settings.admin_ids),
+            pacer=Pacer(),
+            generations=Generations(redis, bot_id),
+            metrics=Metrics(),
+            stats=Stats(redis, bot_id),
+            pastes=Pastes(redis),
+            compare_store=CompareStore(redis),
+        )
+
+    def with_catalog(self, catalog: Catalog) -> Core:
+        """The same app on another catalog: new providers, preferences and limits."""
+        settings, redis = self.settings, self.redis
+        return replace(
+            self,
+            catalog=catalog,
+            pool=ProviderPool(catalog),
+            prefs=Prefs(redis, catalog),
+            quota=Quota(redis, catalog, settings.timezone, settings.admin_ids),
+        )
+
+    def handler_kwargs(self) -> dict[str, Any]:
+        """What handlers may ask for by parameter name (aiogram's injection)."""
+        return {
+            "settings": self.settings,
+            "catalog": self.catalog,
+            "redis": self.redis,
+            "prefs": self.prefs,
+            "history": self.history,
+            "quota": self.quota,
+            "generations": self.generations,
+            "stats": self.stats,
+            "pastes": self.pastes,
+            "compare_store": self.compare_store,
+            "chat_service": ChatService(self),
+            "compare_service": CompareService(self),
+        }
