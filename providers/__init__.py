@@ -1,6 +1,15 @@
 """Model API adapters behind one interface. No Telegram, Redis or bot settings here."""
 
-from providers.base import ChatRequest, Chunk, Completion, Message, Provider, ProviderConfig, Usage
+from providers.base import (
+    ChatRequest,
+    Chunk,
+    Completion,
+    Image,
+    Message,
+    Provider,
+    ProviderConfig,
+    Usage,
+)
 from providers.errors import (
     AuthenticationError,
     BadRequestError,
@@ -19,6 +28,7 @@ __all__ = [
     "ChatRequest",
     "Chunk",
     "Completion",
+    "Image",
     "ContextTooLongError",
     "Message",
     "ModelNotFoundError",

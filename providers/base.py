@@ -24,9 +24,18 @@ Role = Literal["system", "user", "assistant"]
 
 
 @dataclass(frozen=True, slots=True)
+class Image:
+    """An image sent to a vision model, as bytes (never a URL: Telegram's hold the token)."""
+
+    data: bytes = field(repr=False)
+    mime: str = "image/jpeg"
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     role: Role
     content: str
+    images: tuple[Image, ...] = ()  # user messages to vision models only
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +162,11 @@ class Provider(ABC):
         return result
 
     async def generate_image(self, model: str, prompt: str) -> bytes:
+        """Draw ``prompt``; the image file's bytes (PNG, JPEG or WebP)."""
         raise UnsupportedError(f"{self.name}: image generation is not supported by {self.kind}")
 
     async def transcribe(self, model: str, audio: bytes, filename: str) -> str:
+        """The text spoken in ``audio`` (``filename`` tells its format, e.g. voice.ogg)."""
         raise UnsupportedError(f"{self.name}: transcription is not supported by {self.kind}")
 
 
