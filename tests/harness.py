@@ -100,6 +100,29 @@ name = "llama3.2"
 """
 
 
+async def _start_doubles(
+    stack: contextlib.AsyncExitStack,
+) -> tuple[TelegramDouble, OpenAIDouble, MistralDouble, LlamaDouble, OllamaDouble]:
+    """The fake Bot API and one double per provider kind, stopped with ``stack``."""
+    doubles = (
+        TelegramDouble(),
+        OpenAIDouble(key=KEYS["OPENAI_API_KEY"]),
+        MistralDouble(key=KEYS["MISTRAL_API_KEY"]),
+        LlamaDouble(key=KEYS["LLAMA_API_KEY"]),
+        OllamaDouble(),
+    )
+    for double in doubles:
+        await stack.enter_async_context(double)
+    return doubles
+
+
+def write_catalog(tmp_path: Path, **values: Any) -> Path:
+    """The test catalog (``CATALOG``) filled in, as ``models.toml`` in ``tmp_path``."""
+    path = tmp_path / "models.toml"
+    path.write_text(CATALOG.format(**values))
+    return path
+
+
 @dataclass
 class Harness:
     tg: TelegramDouble
@@ -140,27 +163,17 @@ async def running_bot(
     **settings: Any,
 ) -> AsyncIterator[Harness]:
     """Start the doubles and the real app (polling); stop everything afterwards."""
-    tg, openai, mistral, llama, ollama = (
-        TelegramDouble(),
-        OpenAIDouble(key=KEYS["OPENAI_API_KEY"]),
-        MistralDouble(key=KEYS["MISTRAL_API_KEY"]),
-        LlamaDouble(key=KEYS["LLAMA_API_KEY"]),
-        OllamaDouble(),
-    )
     async with contextlib.AsyncExitStack() as stack:
-        for double in (tg, openai, mistral, llama, ollama):
-            await stack.enter_async_context(double)
-        path = tmp_path / "models.toml"
-        path.write_text(
-            CATALOG.format(
-                openai=openai.url,
-                mistral=mistral.url,
-                llama=llama.url,
-                ollama=ollama.url,
-                timeout=timeout,
-                daily_limit=daily_limit,
-                extra=extra_catalog,
-            )
+        tg, openai, mistral, llama, ollama = await _start_doubles(stack)
+        path = write_catalog(
+            tmp_path,
+            openai=openai.url,
+            mistral=mistral.url,
+            llama=llama.url,
+            ollama=ollama.url,
+            timeout=timeout,
+            daily_limit=daily_limit,
+            extra=extra_catalog,
         )
         config = Settings(
             bot_token=tg.token,
@@ -302,27 +315,17 @@ async def running_webhook_bot(
     """The doubles and ``replicas`` real apps in webhook mode on one Redis, each serving
     its own port on 127.0.0.1. With more than one, the webhook URL is a round-robin
     balancer in front of them; with one, the replica itself."""
-    tg, openai, mistral, llama, ollama = (
-        TelegramDouble(),
-        OpenAIDouble(key=KEYS["OPENAI_API_KEY"]),
-        MistralDouble(key=KEYS["MISTRAL_API_KEY"]),
-        LlamaDouble(key=KEYS["LLAMA_API_KEY"]),
-        OllamaDouble(),
-    )
     async with contextlib.AsyncExitStack() as stack:
-        for double in (tg, openai, mistral, llama, ollama):
-            await stack.enter_async_context(double)
-        path = tmp_path / "models.toml"
-        path.write_text(
-            CATALOG.format(
-                openai=openai.url,
-                mistral=mistral.url,
-                llama=llama.url,
-                ollama=ollama.url,
-                timeout=timeout,
-                daily_limit=daily_limit,
-                extra=extra_catalog,
-            )
+        tg, openai, mistral, llama, ollama = await _start_doubles(stack)
+        path = write_catalog(
+            tmp_path,
+            openai=openai.url,
+            mistral=mistral.url,
+            llama=llama.url,
+            ollama=ollama.url,
+            timeout=timeout,
+            daily_limit=daily_limit,
+            extra=extra_catalog,
         )
         catalog = load_catalog(path, KEYS)
         ports = [free_port() for _ in range(replicas)]

@@ -14,14 +14,8 @@ from tests.doubles.mistral_api import MistralDouble
 from tests.doubles.ollama_api import OllamaDouble
 from tests.doubles.openai_api import OpenAIDouble
 from tests.doubles.telegram import TelegramDouble
-from tests.harness import CATALOG, KEYS
+from tests.harness import CATALOG, KEYS, write_catalog
 from tests.redis_server import free_port
-
-
-def write_catalog(tmp_path: Path, urls: dict[str, str]) -> Path:
-    path = tmp_path / "models.toml"
-    path.write_text(CATALOG.format(timeout=2, daily_limit=0, extra="", **urls))
-    return path
 
 
 async def check(tmp_path: Path, redis_url: str, environ: dict[str, str], **overrides: str):
@@ -43,7 +37,7 @@ async def check(tmp_path: Path, redis_url: str, environ: dict[str, str], **overr
             bot_token=tg.token,
             telegram_api_url=tg.url,
             redis_url=redis_url,
-            models_file=write_catalog(tmp_path, urls),
+            models_file=write_catalog(tmp_path, timeout=2, daily_limit=0, extra="", **urls),
         )
         lines: list[str] = []
         status = await run_check(settings, environ, out=lines.append)
