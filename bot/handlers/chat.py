@@ -61,10 +61,14 @@ async def stop_command(message: Message, texts: Texts, generations: Generations)
 
 
 async def stop_pressed(
-    query: CallbackQuery, callback_data: StopAnswer, generations: Generations
+    query: CallbackQuery, callback_data: StopAnswer, texts: Texts, generations: Generations
 ) -> None:
-    await generations.stop(callback_data.gen)
-    await query.answer()
+    """The Stop button under a streaming answer: its user's, nobody else's."""
+    chat_id = query.message.chat.id if query.message is not None else query.from_user.id
+    if await generations.stop_own(chat_id, query.from_user.id, callback_data.gen):
+        await query.answer()
+    else:
+        await query.answer(texts.nothing_to_stop)
 
 
 async def draft_stopped(event: MessageGenerationStopped, generations: Generations) -> None:

@@ -101,6 +101,14 @@ class Generations:
             return
         await self.redis.publish(self.channel, f"stop {gen_id}")
 
+    async def stop_own(self, chat_id: int, user_id: int, gen_id: int) -> bool:
+        """A Stop button: only its answer's own user may stop it (groups have others)."""
+        raw = await self.redis.get(self.lock_key(chat_id, user_id))
+        if raw is None or int(raw) != gen_id:
+            return False
+        await self.stop(gen_id)
+        return True
+
     async def stop_chat(self, chat_id: int, user_id: int) -> bool:
         """/stop: stop this chat's answer, if any, and free the chat. True if one ran."""
         raw = await self.redis.getdel(self.lock_key(chat_id, user_id))
