@@ -11,7 +11,9 @@ It looks like OpenAI's, with differences that matter:
   model's reasoning, which users are not shown;
 - errors come as ``{"object": "error", "message": ..., "type": ...}`` whose ``message``
   may be a string, a pydantic ``{"detail": [...]}`` object, or a list of such issues; an
-  unknown model is a 400 of type ``invalid_model``.
+  unknown model is a 400 of type ``invalid_model``;
+- an image is a content chunk ``{"type": "image_url", "image_url": "data:..."}`` whose
+  value is the URL itself (OpenAI nests it as ``{"url": ...}``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from providers.base import ChatRequest, Chunk, Usage
+from providers.base import ChatRequest, Chunk, Message, Usage
 from providers.errors import (
     ModelNotFoundError,
     ProviderError,
@@ -30,6 +32,7 @@ from providers.errors import (
     short,
 )
 from providers.http import HttpProvider
+from providers.media import data_url, images_of
 
 
 class MistralProvider(HttpProvider):
@@ -62,7 +65,7 @@ class MistralProvider(HttpProvider):
     def _payload(request: ChatRequest) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": request.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [_message(m) for m in request.messages],
             "stream": True,
         }
         if request.temperature is not None:
@@ -103,6 +106,19 @@ class MistralProvider(HttpProvider):
             retry_after=parse_retry_after(headers.get("retry-after")),
             provider=self.name,
         )
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """One message on the wire: its text, or for a user's images a list of chunks (the
+    text, then one ``image_url`` chunk per image whose value is a base64 ``data:`` URL)."""
+    images = images_of(message)
+    if not images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = []
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    parts.extend({"type": "image_url", "image_url": data_url(image)} for image in images)
+    return {"role": message.role, "content": parts}
 
 
 def _visible_text(content: Any) -> str:

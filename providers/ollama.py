@@ -3,7 +3,8 @@
 The answer is newline-delimited JSON: one object per piece with ``message.content`` and
 ``"done": false``, then a last one with ``"done": true``, ``done_reason`` and the token
 counts (``prompt_eval_count``, ``eval_count``). A failure after the ``200`` arrives as a
-line ``{"error": "..."}``; failures before it are a status with the same body.
+line ``{"error": "..."}``; failures before it are a status with the same body. A user's
+images ride on the message as ``images``: a list of base64 strings (no ``data:`` prefix).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from providers.base import ChatRequest, Chunk, Usage
+from providers.base import ChatRequest, Chunk, Message, Usage
 from providers.errors import (
     ModelNotFoundError,
     ProviderError,
@@ -23,6 +24,7 @@ from providers.errors import (
     short,
 )
 from providers.http import HttpProvider
+from providers.media import b64, images_of
 
 _MODEL_MISSING = re.compile(r"model\b.*\bnot found", re.IGNORECASE)
 
@@ -79,7 +81,7 @@ class OllamaProvider(HttpProvider):
 def _payload(request: ChatRequest) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "model": request.model,
-        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "messages": [_message(m) for m in request.messages],
         "stream": True,
     }
     options: dict[str, Any] = {}
@@ -90,6 +92,15 @@ def _payload(request: ChatRequest) -> dict[str, Any]:
     if options:
         payload["options"] = options
     return payload
+
+
+def _message(message: Message) -> dict[str, Any]:
+    """One message on the wire; a user's images go in its ``images`` list, as base64."""
+    wire: dict[str, Any] = {"role": message.role, "content": message.content}
+    images = images_of(message)
+    if images:
+        wire["images"] = [b64(image) for image in images]
+    return wire
 
 
 def _content(data: Mapping[str, Any]) -> str:

@@ -1,5 +1,8 @@
 """OpenAI Chat Completions, and every API that speaks it (Groq, Together, OpenRouter,
-Gemini's and Grok's compatible endpoints, vLLM, llama.cpp, LM Studio, Ollama's /v1).
+Gemini's and Grok's compatible endpoints, vLLM, llama.cpp, LM Studio, Ollama's /v1),
+with images on user messages as ``image_url`` parts holding base64 ``data:`` URLs; and
+the images (``images/generations``, base64) and transcription (``audio/transcriptions``)
+APIs.
 
 Spoken through the official openai SDK. This is the only module that imports it: the
 registry loads this module on first use, so a catalog without an ``openai`` provider
@@ -8,17 +11,20 @@ never pays for the import.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, cast
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar, cast
 
 import anyio
 import httpx2
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
-from providers.base import ChatRequest, Chunk, Provider, ProviderConfig, Usage
+from providers.base import ChatRequest, Chunk, Message, Provider, ProviderConfig, Usage
 from providers.errors import (
     ContextTooLongError,
     ProviderError,
@@ -28,6 +34,15 @@ from providers.errors import (
     parse_retry_after,
     short,
 )
+from providers.media import data_url, images_of
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+# The least time an image is waited for: it arrives whole, after up to a minute or two
+# of silence, where a chat stream's timeout is the longest gap between its chunks.
+IMAGE_TIMEOUT = 180.0
 
 # Sent when a provider has no key (local vLLM, LM Studio, llama.cpp): the SDK refuses
 # to start without one, and would otherwise fall back to OPENAI_API_KEY from the
@@ -72,6 +87,7 @@ class OpenAIProvider(Provider):
             timeout=openai.Timeout(config.timeout, connect=min(10.0, config.timeout)),
             max_retries=0,  # Provider.stream() retries, and only before the first chunk
         )
+        self.image_timeout = max(config.timeout, IMAGE_TIMEOUT)
 
     async def aclose(self) -> None:
         with contextlib.suppress(*_RAISED):
@@ -83,10 +99,7 @@ class OpenAIProvider(Provider):
             options["temperature"] = request.temperature
         if request.max_tokens is not None:
             options["max_completion_tokens"] = request.max_tokens
-        messages: list[ChatCompletionMessageParam] = [
-            cast("ChatCompletionMessageParam", {"role": m.role, "content": m.content})
-            for m in request.messages
-        ]
+        messages = [_message(m) for m in request.messages]
         # The SDK builds and sends the request (auth, base_url, status errors) but hands
         # back the raw response: building a typed ChatCompletionChunk per event costs ten
         # times the CPU of reading the stream itself, so the SSE is parsed here.
@@ -146,6 +159,82 @@ class OpenAIProvider(Provider):
                 if isinstance(name, str):
                     names.append(name)
         return names
+
+    async def generate_image(self, model: str, prompt: str) -> bytes:
+        """``POST images/generations``; the first image's bytes, decoded from base64.
+
+        ``gpt-image`` models always answer base64 and refuse ``response_format``; the
+        others (``dall-e-*``, compatible servers) are asked for ``b64_json``, so no image
+        is ever fetched from a URL. Retried like chat: before any result only.
+        """
+        return await self._retrying(lambda: self._generate_image_once(model, prompt))
+
+    async def transcribe(self, model: str, audio: bytes, filename: str) -> str:
+        """``POST audio/transcriptions`` (multipart ``file`` and ``model``); its ``text``."""
+        return await self._retrying(lambda: self._transcribe_once(model, audio, filename))
+
+    async def _generate_image_once(self, model: str, prompt: str) -> bytes:
+        options: dict[str, Any] = {}
+        if not _answers_base64(model):
+            options["response_format"] = "b64_json"
+        timeout = openai.Timeout(self.image_timeout, connect=min(10.0, self.config.timeout))
+        with self._mapped_errors():
+            raw = await self._client.images.with_raw_response.generate(
+                model=model, prompt=prompt, timeout=timeout, **options
+            )
+            body = raw.content
+        data = self._object(body).get("data")
+        first = data[0] if isinstance(data, list) and data else None
+        if not isinstance(first, dict):
+            raise UnavailableError(f"{self.name}: the images API sent no image")
+        encoded = first.get("b64_json")
+        url = first.get("url")
+        if not isinstance(encoded, str) and isinstance(url, str) and url.startswith("data:"):
+            encoded = url.partition(",")[2]  # a data: URL is base64 too; others are not fetched
+        if not isinstance(encoded, str):
+            raise UnavailableError(f"{self.name}: the images API sent no base64 image data")
+        try:
+            image = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            raise UnavailableError(f"{self.name}: malformed base64 image from the API") from None
+        if not image:
+            raise UnavailableError(f"{self.name}: the images API sent an empty image")
+        return image
+
+    async def _transcribe_once(self, model: str, audio: bytes, filename: str) -> str:
+        with self._mapped_errors():
+            raw = await self._client.audio.transcriptions.with_raw_response.create(
+                model=model, file=(filename, audio)
+            )
+            body = raw.content
+        text = self._object(body).get("text")
+        if not isinstance(text, str):
+            raise UnavailableError(f"{self.name}: the transcription API sent no text")
+        return text
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[_T]]) -> _T:
+        """One non-streamed call with the chat retry policy (``Provider._retry_delay``)."""
+        tries = 0
+        while True:
+            try:
+                return await attempt()
+            except ProviderError as exc:
+                delay = self._retry_delay(exc, tries)
+                if delay is None:
+                    raise
+                tries += 1
+                log.info("%s: %s, retry %d in %.2fs", self.name, type(exc).__name__, tries, delay)
+                await asyncio.sleep(delay)
+
+    def _object(self, body: bytes) -> dict[str, Any]:
+        """A JSON object response body; UnavailableError for anything else."""
+        try:
+            value = json.loads(body)
+        except ValueError:  # also what bytes that are not UTF-8 raise
+            raise UnavailableError(f"{self.name}: malformed JSON from the API") from None
+        if not isinstance(value, dict):
+            raise UnavailableError(f"{self.name}: the API's answer is not a JSON object")
+        return value
 
     @contextlib.contextmanager
     def _mapped_errors(self) -> Iterator[None]:
@@ -261,6 +350,22 @@ class OpenAIProvider(Provider):
         if not text and finish_reason is None:
             return None
         return Chunk(text=text, finish_reason=finish_reason)
+
+
+def _answers_base64(model: str) -> bool:
+    """Whether the model always answers base64 and refuses ``response_format`` (gpt-image)."""
+    return "gpt-image" in model.lower()
+
+
+def _message(message: Message) -> ChatCompletionMessageParam:
+    """One message on the wire: its text, or for a user's images a list of content parts
+    (the text, then one ``image_url`` part per image holding a base64 ``data:`` URL)."""
+    content: str | list[dict[str, Any]] = message.content
+    images = images_of(message)
+    if images:
+        content = [{"type": "text", "text": message.content}] if message.content else []
+        content.extend({"type": "image_url", "image_url": {"url": data_url(i)}} for i in images)
+    return cast("ChatCompletionMessageParam", {"role": message.role, "content": content})
 
 
 def _loads(text: str) -> Any:

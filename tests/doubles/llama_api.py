@@ -6,6 +6,10 @@ server-sent events ``data: {"id": ..., "event": {...}}``: a ``start`` event, one
 event with the token counts; the stream then simply ends (set ``send_done`` to append a
 ``[DONE]`` line as OpenAI-style servers do). ``GET /v1/models`` lists the models.
 Errors are problem-details bodies ``{"title", "detail", "status"}``; a wrong key is a 401.
+A user message's ``content`` may be a list of ``{"type": "text", "text"}`` and
+``{"type": "image_url", "image_url": {"url"}}`` items; each image is recorded in
+``images`` (a :class:`~tests.doubles.media.SeenImage`); a malformed item, an image in
+another role or a data URL that is not base64 is a 400.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.doubles.base import LLMDouble, Reply
+from tests.doubles.media import SeenImage, decode_data_url
 
 DEFAULT_MODELS = ["Llama-3.3-70B-Instruct", "Llama-4-Maverick-17B-128E-Instruct-FP8"]
 
@@ -26,6 +31,7 @@ class LlamaDouble(LLMDouble):
     def __init__(self, key: str | None = "test-key") -> None:
         super().__init__(key)
         self.send_done = False
+        self.images: list[SeenImage] = []  # every image a chat request carried, in order
         self.app.router.add_post("/v1/chat/completions", self._chat)
         self.app.router.add_get("/v1/models", self._models)
 
@@ -45,6 +51,9 @@ class LlamaDouble(LLMDouble):
         model = str(payload.get("model", ""))
         if not self.model_exists(model):
             return _problem(404, f"Model {model} not found")
+        invalid = self._record_images(model, payload.get("messages", []))
+        if invalid is not None:
+            return _problem(400, invalid)
         reply = self.reply_for(model)
         if reply.hang:
             await self.hang_forever()
@@ -75,6 +84,34 @@ class LlamaDouble(LLMDouble):
                 "metrics": _metrics(reply),
             }
         )
+
+    def _record_images(self, model: str, messages: list[Any]) -> str | None:
+        """Record the messages' images; what is wrong with a malformed content item."""
+        for i, message in enumerate(messages):
+            content = message.get("content") if isinstance(message, dict) else None
+            if not isinstance(content, list):
+                continue
+            role = str(message.get("role"))
+            for j, item in enumerate(content):
+                where = f"messages.{i}.content.{j}"
+                kind = item.get("type") if isinstance(item, dict) else None
+                if kind == "text" and isinstance(item.get("text"), str):
+                    continue
+                if kind != "image_url":
+                    return f"{where}: unsupported content type {kind!r}"
+                if role != "user":
+                    return f"{where}: images are only supported in user messages"
+                value = item.get("image_url")
+                url = value.get("url") if isinstance(value, dict) else None
+                if not isinstance(url, str):
+                    return f"{where}.image_url: expected an object with a url"
+                try:
+                    decoded = decode_data_url(url)
+                except ValueError:
+                    return f"{where}.image_url.url: invalid base64 image data"
+                mime, data = decoded if decoded is not None else (None, None)
+                self.images.append(SeenImage(model, role, url, data, mime))
+        return None
 
     async def _stream(
         self, request: web.Request, reply: Reply, pieces: list[str], stop_reason: str

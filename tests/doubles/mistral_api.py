@@ -12,7 +12,12 @@ What it copies from the real API, because adapters trip over exactly these:
 - errors: 401 ``{"message": "Unauthorized", "request_id": ...}`` (``{"detail": ...}`` on
   ``/v1/models``), an unknown model is a 400 of type ``invalid_model``, other statuses the
   ``{"object": "error", "message", "type", "param", "code"}`` body;
-- an in-stream failure (``Reply.error_after``) ends the stream with ``finish_reason: "error"``.
+- an in-stream failure (``Reply.error_after``) ends the stream with ``finish_reason: "error"``;
+- a user message's ``content`` may be a list of ``{"type": "text", "text"}`` and
+  ``{"type": "image_url", "image_url": "<url>"}`` chunks (``image_url`` may also be
+  ``{"url": ...}``); chunks of another shape, or in another role, get the 422; each image
+  is recorded in ``images`` (a :class:`~tests.doubles.media.SeenImage`), and a data URL
+  that is not base64 gets a 400.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.doubles.base import LLMDouble, Reply
+from tests.doubles.media import SeenImage, decode_data_url
 
 # The top-level fields Mistral's chat completion request schema accepts.
 CHAT_FIELDS = frozenset(
@@ -85,6 +91,7 @@ class MistralDouble(LLMDouble):
 
     def __init__(self, key: str | None = "test-key") -> None:
         super().__init__(key)
+        self.images: list[SeenImage] = []  # every image a chat request carried, in order
         self.app.router.add_post("/v1/chat/completions", self._chat)
         self.app.router.add_get("/v1/models", self._models)
 
@@ -127,6 +134,14 @@ class MistralDouble(LLMDouble):
         model = body["model"]
         if not self.model_exists(model):
             return _error(400, f"Invalid model: {model}", "invalid_model", code="1500")
+        for message in body["messages"]:
+            for url in _image_urls(message.get("content")):
+                try:
+                    decoded = decode_data_url(url)
+                except ValueError:
+                    return _error(400, "Image could not be decoded", "invalid_request_error")
+                mime, data = decoded if decoded is not None else (None, None)
+                self.images.append(SeenImage(model, message["role"], url, data, mime))
         reply = self.reply_for(model)
         if reply.hang:
             await self.hang_forever()
@@ -243,7 +258,40 @@ def _validate(body: Any) -> list[dict[str, Any]]:
             for name, v in message.items()
             if name not in MESSAGE_FIELDS[role]
         )
+        content = message.get("content")
+        if isinstance(content, list):
+            issues.extend(_content_issues(content, ["messages", i, role, "content"], role))
     return issues
+
+
+def _content_issues(content: list[Any], loc: list[Any], role: str) -> list[dict[str, Any]]:
+    """Issues with a list of content chunks: text everywhere, images in user messages."""
+    issues = []
+    for j, chunk in enumerate(content):
+        kind = chunk.get("type") if isinstance(chunk, dict) else None
+        where = [*loc, j]
+        if kind == "text" and isinstance(chunk.get("text"), str):
+            continue
+        if kind == "image_url" and role == "user":
+            value = chunk.get("image_url")
+            url = value.get("url") if isinstance(value, dict) else value
+            if not isinstance(url, str):
+                issues.append(_issue("string_type", [*where, "image_url"], "Invalid URL", value))
+            continue
+        issues.append(_issue("union_tag_invalid", where, f"Invalid chunk type {kind!r}", chunk))
+    return issues
+
+
+def _image_urls(content: Any) -> list[str]:
+    """The URLs of a (validated) message content's ``image_url`` chunks."""
+    if not isinstance(content, list):
+        return []
+    urls = []
+    for chunk in content:
+        if chunk.get("type") == "image_url":
+            value = chunk["image_url"]
+            urls.append(value["url"] if isinstance(value, dict) else value)
+    return urls
 
 
 def _issue(kind: str, loc: list[Any], msg: str, value: Any) -> dict[str, Any]:

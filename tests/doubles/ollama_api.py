@@ -6,7 +6,10 @@ piece, then a ``"done": true`` line with ``done_reason`` and the token counts. A
 after the 200 is a line ``{"error": ...}`` that ends the stream (``Reply.error_after``).
 Errors before it are ``{"error": ...}`` with a status; an unknown model is Ollama's 404.
 ``options.num_predict`` cuts the answer to that many pieces (``done_reason`` "length").
-``GET /api/tags`` lists the pulled models.
+``GET /api/tags`` lists the pulled models. A message's ``images`` is a list of base64
+strings (no ``data:`` prefix); each is recorded in ``images`` (a
+:class:`~tests.doubles.media.SeenImage` whose ``url`` is the string as sent), and one
+that is not base64 gets Ollama's 400.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.doubles.base import LLMDouble, Reply
+from tests.doubles.media import SeenImage, decode_base64
 
 DEFAULT_MODELS = ["llama3.2:latest", "qwen2.5:7b"]
 
@@ -25,6 +29,7 @@ DEFAULT_MODELS = ["llama3.2:latest", "qwen2.5:7b"]
 class OllamaDouble(LLMDouble):
     def __init__(self, key: str | None = None) -> None:
         super().__init__(key)
+        self.images: list[SeenImage] = []  # every image a chat request carried, in order
         self.app.router.add_post("/api/chat", self._chat)
         self.app.router.add_get("/api/tags", self._tags)
 
@@ -52,6 +57,18 @@ class OllamaDouble(LLMDouble):
         model = str(payload.get("model", ""))
         if not self.model_exists(model):
             return _error(404, f'model "{model}" not found, try pulling it first')
+        for message in payload.get("messages", []):
+            images = message.get("images") or []
+            if not isinstance(images, list):
+                return _error(400, "json: cannot unmarshal images into []ImageData")
+            for image in images:
+                try:
+                    data = decode_base64(image) if isinstance(image, str) else None
+                except ValueError:
+                    data = None
+                if data is None:
+                    return _error(400, "illegal base64 data at input byte 0")
+                self.images.append(SeenImage(model, str(message.get("role")), image, data))
         reply = self.reply_for(model)
         if reply.hang:
             await self.hang_forever()
