@@ -12,9 +12,9 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from providers.base import ProviderConfig
 from providers.registry import KINDS
@@ -23,6 +23,14 @@ log = logging.getLogger(__name__)
 
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 MIN_COMPARE, MAX_COMPARE = 2, 4
+
+ModelType = Literal["chat", "image", "transcription"]
+# How a model of each type is named in a catalog problem ("an image model").
+_TYPE_NAMES = {
+    "chat": "a chat model",
+    "image": "an image model",
+    "transcription": "a transcription model",
+}
 
 
 class CatalogError(ValueError):
@@ -37,6 +45,8 @@ class Defaults(_Strict):
     model: str
     daily_limit: int = Field(default=0, ge=0)
     compare: tuple[str, ...] = ()
+    image: str | None = None  # the image model /image starts on (type "image")
+    transcription: str | None = None  # the model voice messages go to (type "transcription")
 
 
 class ProviderSpec(_Strict):
@@ -55,6 +65,10 @@ class ModelSpec(_Strict):
     daily_limit: int | None = Field(default=None, ge=0)
     cost: int = Field(default=1, ge=0, le=1000)
     context: int | None = Field(default=None, gt=0)
+    # "chat" (the default): answers in /model and /compare; "image": draws for /image;
+    # "transcription": turns voice messages into text.
+    type: ModelType = "chat"
+    vision: StrictBool = False  # a chat model that accepts images (photos sent to it)
 
 
 @dataclass(frozen=True)
@@ -68,13 +82,46 @@ class Catalog:
     hidden: dict[str, str] = field(default_factory=dict)  # model id -> missing variable
     keys: dict[str, str] = field(default_factory=dict, repr=False)  # provider -> API key
 
+    def visible(self, model_type: ModelType) -> dict[str, ModelSpec]:
+        """The usable models of one type (their provider has its key), in catalog order."""
+        return {
+            k: m
+            for k, m in self.all_models.items()
+            if m.type == model_type and k not in self.hidden
+        }
+
     @property
     def models(self) -> dict[str, ModelSpec]:
-        """The models users can pick: every model whose provider is usable."""
+        """The chat models users can pick: every one whose provider is usable."""
+        return self.visible("chat")
+
+    @property
+    def image_models(self) -> dict[str, ModelSpec]:
+        """The usable image models, for /image and the image section of /model."""
+        return self.visible("image")
+
+    @property
+    def transcription_models(self) -> dict[str, ModelSpec]:
+        """The usable speech-to-text models, for voice messages."""
+        return self.visible("transcription")
+
+    @property
+    def vision_models(self) -> dict[str, ModelSpec]:
+        """The usable chat models that can see images."""
+        return {k: m for k, m in self.models.items() if m.vision}
+
+    @property
+    def usable(self) -> dict[str, ModelSpec]:
+        """Every usable model, of any type: what counts against limits, shown in /limits."""
         return {k: m for k, m in self.all_models.items() if k not in self.hidden}
 
     def get(self, model_id: str) -> ModelSpec | None:
+        """A usable chat model."""
         return self.models.get(model_id)
+
+    def get_image(self, model_id: str) -> ModelSpec | None:
+        """A usable image model."""
+        return self.image_models.get(model_id)
 
     @property
     def default_model(self) -> str:
@@ -82,6 +129,24 @@ class Catalog:
         if self.defaults.model not in self.hidden:
             return self.defaults.model
         return next(iter(self.models))
+
+    @property
+    def default_image(self) -> str | None:
+        """The image model /image starts on: the catalog's, or the first usable one;
+        None when no image model is usable."""
+        chosen = self.defaults.image
+        if chosen is not None and chosen in self.image_models:
+            return chosen
+        return next(iter(self.image_models), None)
+
+    @property
+    def transcription_model(self) -> ModelSpec | None:
+        """The model voice messages go to: the catalog's, or the first usable one."""
+        models = self.transcription_models
+        chosen = self.defaults.transcription
+        if chosen is not None and chosen in models:
+            return models[chosen]
+        return next(iter(models.values()), None)
 
     @property
     def default_compare(self) -> list[str]:
@@ -96,8 +161,8 @@ class Catalog:
         return chosen
 
     def used_providers(self) -> list[str]:
-        """Providers that serve at least one visible model, in catalog order."""
-        used = {m.provider for m in self.models.values()}
+        """Providers that serve at least one visible model (of any type), in catalog order."""
+        used = {m.provider for m in self.usable.values()}
         return [name for name in self.providers if name in used]
 
     def provider_config(self, name: str) -> ProviderConfig:
@@ -177,6 +242,8 @@ class _Validator:
             self.check_defaults(defaults, models)
         if not models and not self.problems:
             self.problem("[[models]]", "the catalog has no models")
+        elif models and not any(m.type == "chat" for m in models.values()):
+            self.problem("[[models]]", 'the catalog has no chat models (type = "chat")')
         if self.problems:
             raise CatalogError("the model catalog is not valid:\n  " + "\n  ".join(self.problems))
         assert defaults is not None
@@ -236,16 +303,34 @@ class _Validator:
                 )
             else:  # kept even if its provider is invalid: that is reported already
                 result[spec.id] = spec
+            if spec.type != "chat":
+                kind = _TYPE_NAMES[spec.type]
+                for name, value in (("vision", spec.vision), ("context", spec.context)):
+                    if value:
+                        self.problem(
+                            where, f"{name} applies to chat models only (this is {kind})", line
+                        )
         return result
 
     def check_defaults(self, defaults: Defaults, models: dict[str, ModelSpec]) -> None:
         line = self.header_line(r"^\[defaults\]")
-        if models and defaults.model not in models:
-            self.problem("[defaults]", f"model {defaults.model!r} is not in the catalog", line)
-        for model_id in defaults.compare:
-            if models and model_id not in models:
+        wanted: list[tuple[str, str | None, ModelType]] = [
+            ("model", defaults.model, "chat"),
+            *(("compare model", m, "chat") for m in defaults.compare),
+            ("image", defaults.image, "image"),
+            ("transcription", defaults.transcription, "transcription"),
+        ]
+        for what, model_id, model_type in wanted:
+            if model_id is None or not models:
+                continue
+            if model_id not in models:
+                self.problem("[defaults]", f"{what} {model_id!r} is not in the catalog", line)
+            elif models[model_id].type != model_type:
+                actual = _TYPE_NAMES[models[model_id].type]
                 self.problem(
-                    "[defaults]", f"compare model {model_id!r} is not in the catalog", line
+                    "[defaults]",
+                    f"{what} {model_id!r} is {actual}, not {_TYPE_NAMES[model_type]}",
+                    line,
                 )
         if len(set(defaults.compare)) != len(defaults.compare):
             self.problem("[defaults]", "compare lists a model twice", line)
@@ -276,7 +361,8 @@ def _resolve(
         count = sum(1 for v in hidden.values() if v == variable)
         if count:
             log.warning("%s is not set: %d model(s) hidden", variable, count)
-    if len(hidden) == len(models):
-        variables = ", ".join(sorted(set(missing.values())))
+    chat = [mid for mid, m in models.items() if m.type == "chat"]
+    if all(mid in hidden for mid in chat):
+        variables = ", ".join(sorted({hidden[mid] for mid in chat}))
         raise CatalogError(f"{path}: no model is usable: set at least one of {variables}")
     return Catalog(path, defaults, providers, models, hidden, keys)

@@ -40,7 +40,7 @@ async def run_check(
         Row(
             "catalog",
             True,
-            f"{settings.models_file}: {len(catalog.models)} of "
+            f"{settings.models_file}: {len(catalog.usable)} of "
             f"{len(catalog.all_models)} models usable, new users start on "
             f"{catalog.default_model!r}",
         )
@@ -97,7 +97,7 @@ async def _check_provider(catalog: Catalog, name: str) -> Row:
         return Row(what, False, f"no answer within {config.timeout:g}s")
     finally:
         await provider.aclose()
-    names = sorted({m.name for m in catalog.models.values() if m.provider == name})
+    names = sorted({m.name for m in catalog.usable.values() if m.provider == name})
     missing = [n for n in names if n not in available]
     detail = f"{config.kind} at {config.base_url}: reachable, {len(available)} models listed"
     if missing and available:

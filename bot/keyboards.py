@@ -16,12 +16,24 @@ class PickModel(CallbackData, prefix="m"):
     id: str
 
 
-def model_keyboard(catalog: Catalog, current: str, texts: Texts) -> InlineKeyboardMarkup:
+def model_keyboard(
+    catalog: Catalog, current: str, texts: Texts, image: str | None = None
+) -> InlineKeyboardMarkup:
+    """The chat models, two a row; then, in rows of their own, the image models for
+    /image (marked 🎨), ``image`` being the user's."""
     builder = InlineKeyboardBuilder()
     for model in catalog.models.values():
         mark = texts.model_current_mark if model.id == current else ""
         builder.button(text=f"{mark}{model.title}", callback_data=PickModel(id=model.id))
     builder.adjust(2)
+    if catalog.image_models:
+        images = InlineKeyboardBuilder()
+        for model in catalog.image_models.values():
+            mark = texts.model_current_mark if model.id == image else ""
+            label = f"{mark}{texts.model_image_mark}{model.title}"
+            images.button(text=label, callback_data=PickModel(id=model.id))
+        images.adjust(2)
+        builder.attach(images)
     return builder.as_markup()
 
 

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     history_ttl_hours: float = Field(default=72.0, gt=0)
     max_concurrent_answers: int = Field(default=200, ge=1)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    voice_max_seconds: int = Field(default=300, ge=1)  # longer voice messages are refused
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -183,3 +183,138 @@ def test_shipped_catalog_is_valid_and_works_with_one_key() -> None:
     names = {m.name for m in catalog.all_models.values()}
     assert {"gpt-5-mini", "mistral-large-latest", "codestral-latest", "llama3.2"} <= names
     assert any(n.startswith("Llama-4-Maverick") for n in names)
+
+
+# --- image, transcription and vision models ---------------------------------------------
+
+MEDIA = """
+[[models]]
+id = "painter"
+title = "Painter"
+provider = "openai"
+name = "gpt-image-1"
+type = "image"
+cost = 5
+
+[[models]]
+id = "ears"
+title = "Ears"
+provider = "openai"
+name = "gpt-4o-mini-transcribe"
+type = "transcription"
+"""
+
+
+def test_old_catalogs_have_chat_models_only(tmp_path: Path) -> None:
+    catalog = load_catalog(write(tmp_path, GOOD), KEYS)
+    assert all(m.type == "chat" and not m.vision for m in catalog.all_models.values())
+    assert catalog.image_models == {} and catalog.default_image is None
+    assert catalog.transcription_model is None and catalog.vision_models == {}
+
+
+def test_image_and_transcription_models_are_kept_apart(tmp_path: Path) -> None:
+    text = GOOD.replace('name = "gpt-5-mini"\n', 'name = "gpt-5-mini"\nvision = true\n') + MEDIA
+    catalog = load_catalog(write(tmp_path, text), KEYS)
+    assert list(catalog.models) == ["small", "big"]  # what /model and /compare offer
+    assert list(catalog.image_models) == ["painter"]
+    assert catalog.image_models["painter"].cost == 5
+    assert catalog.default_image == "painter"  # the first, when [defaults] names none
+    assert catalog.transcription_model is not None
+    assert catalog.transcription_model.id == "ears"
+    assert list(catalog.vision_models) == ["small"]
+    assert catalog.get("painter") is None and catalog.get_image("painter") is not None
+    assert catalog.get_image("small") is None
+    assert list(catalog.usable) == ["small", "big", "painter", "ears"]
+
+
+def test_defaults_name_the_image_and_transcription_models(tmp_path: Path) -> None:
+    more = MEDIA.replace('id = "painter"', 'id = "painter2"').replace('id = "ears"', 'id = "ears2"')
+    defaults = 'daily_limit = 50\nimage = "painter2"\ntranscription = "ears2"\n'
+    text = GOOD.replace("daily_limit = 50\n", defaults) + MEDIA + more
+    catalog = load_catalog(write(tmp_path, text), KEYS)
+    assert catalog.default_image == "painter2"
+    assert catalog.transcription_model is not None
+    assert catalog.transcription_model.id == "ears2"
+
+
+def test_media_models_without_their_key_are_hidden(tmp_path: Path) -> None:
+    text = GOOD.replace("daily_limit = 50\n", 'daily_limit = 50\nimage = "painter"\n') + MEDIA
+    catalog = load_catalog(write(tmp_path, text), {})
+    assert catalog.image_models == {} and catalog.default_image is None
+    assert catalog.transcription_model is None
+    assert catalog.used_providers() == ["local"]
+
+
+def test_providers_of_media_models_are_used(tmp_path: Path) -> None:
+    text = GOOD.replace('provider = "openai"', 'provider = "local"', 1) + MEDIA
+    catalog = load_catalog(write(tmp_path, text), KEYS)
+    assert catalog.used_providers() == ["openai", "local"]  # openai serves only /image
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('type = "image"', 'type = "video"', "type: Input should be 'chat', 'image' or"),
+        ('type = "image"', 'type = "image"\nvision = true', "vision applies to chat models only"),
+        ('type = "image"', 'type = "image"\ncontext = 1000', "context applies to chat models"),
+        ('name = "gpt-image-1"', 'name = "gpt-image-1"\nvision = "yes"', "vision: Input should"),
+    ],
+)
+def test_bad_media_fields_name_the_entry(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    message = refused(tmp_path, GOOD + MEDIA.replace(old, new))
+    assert expected in message
+    assert "(id 'painter')" in message
+    assert message.count("\n") == 1  # one problem
+
+
+@pytest.mark.parametrize(
+    ("defaults", "expected"),
+    [
+        ('image = "ears"', "image 'ears' is a transcription model, not an image model"),
+        ('image = "small"', "image 'small' is a chat model, not an image model"),
+        ('image = "nowhere"', "image 'nowhere' is not in the catalog"),
+        ('transcription = "painter"', "transcription 'painter' is an image model, not a"),
+        ('model = "painter"', "model 'painter' is an image model, not a chat model"),
+    ],
+)
+def test_defaults_must_name_models_of_the_right_type(
+    tmp_path: Path, defaults: str, expected: str
+) -> None:
+    text = GOOD.replace('model = "small"\n', "") + MEDIA
+    if not defaults.startswith("model"):
+        defaults = 'model = "small"\n' + defaults
+    text = text.replace("[defaults]\n", f"[defaults]\n{defaults}\n")
+    message = refused(tmp_path, text)
+    assert "[defaults]" in message and expected in message
+
+
+def test_compare_takes_chat_models_only(tmp_path: Path) -> None:
+    message = refused(tmp_path, GOOD.replace('["small", "big"]', '["small", "painter"]') + MEDIA)
+    assert "compare model 'painter' is an image model, not a chat model" in message
+
+
+def test_a_catalog_needs_a_chat_model(tmp_path: Path) -> None:
+    head = GOOD[: GOOD.index("[[models]]")].replace('compare = ["small", "big"]\n', "")
+    text = head.replace('model = "small"', 'model = "painter"') + MEDIA
+    message = refused(tmp_path, text)
+    assert "the catalog has no chat models" in message
+
+
+def test_no_usable_chat_model_is_refused_even_with_media_models(tmp_path: Path) -> None:
+    text = GOOD.replace('provider = "local"', 'provider = "openai"') + MEDIA.replace(
+        'provider = "openai"', 'provider = "local"'
+    )
+    message = refused(tmp_path, text, environ={})
+    assert "no model is usable" in message and "OPENAI_API_KEY" in message
+
+
+def test_shipped_catalog_has_media_models() -> None:
+    catalog = load_catalog(DEFAULT_MODELS_FILE, {"OPENAI_API_KEY": "k", "LLAMA_API_KEY": "k"})
+    assert catalog.default_image == "gpt-image-1"
+    assert catalog.image_models["gpt-image-1"].provider == "openai"
+    assert catalog.transcription_model is not None
+    assert catalog.transcription_model.name == "gpt-4o-mini-transcribe"
+    vision = set(catalog.vision_models)
+    assert {"gpt-5", "gpt-5-mini", "gpt-5-nano", "llama-4-maverick", "llama-4-scout"} <= vision
+    assert "llama-3.3-70b" not in vision
+    assert "gpt-image-1" not in catalog.models and "gpt-image-1" not in catalog.default_compare

@@ -144,3 +144,18 @@ async def test_redis_outage_fails_closed_and_recovers(
         await ann.send("after")
         reply = await ann.next_message(timeout=10)
         assert reply["text"] == "echo: after"
+
+
+async def test_a_flood_wait_on_a_limit_notice_is_waited_out(redis_url: str, tmp_path: Path) -> None:
+    """Short notices are delivered like answers: Telegram's 429 never loses them."""
+    async with running_bot(redis_url, tmp_path, daily_limit=1) as h:
+        ann = h.tg.user(first_name="Ann")
+        await ann.send("one")
+        assert (await ann.next_message())["text"] == "echo: one"
+        h.tg.fail_next("sendMessage", 429, retry_after=1)
+        await ann.send("two")
+        notice = await ann.next_message(timeout=10)
+        assert "free allowance of 1 credits" in notice["text"]
+        sends = h.tg.calls("sendMessage", ann.id)
+        assert [c.status for c in sends[-2:]] == [429, 200]
+        assert sends[-1].time - sends[-2].time >= 0.95

@@ -7,7 +7,8 @@ from aiogram import Router
 
 
 def get_routers() -> list[Router]:
-    from bot.handlers import admin, chat, compare, errors, limits, model, other, start
+    from bot.handlers import admin, chat, compare, errors, limits, media, model, other, start
 
     # `other` last: it answers whatever the feature routers did not take.
-    return [m.router() for m in (errors, start, admin, model, compare, limits, chat, other)]
+    routers = (errors, start, admin, model, compare, limits, chat, media, other)
+    return [m.router() for m in routers]

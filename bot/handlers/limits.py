@@ -30,7 +30,7 @@ async def limits(message: Message, texts: Texts, quota: Quota, catalog: Catalog)
         if cap
         else texts.limits_no_overall
     ]
-    for model in catalog.models.values():
+    for model in catalog.usable.values():  # chat, image and transcription models
         if model.daily_limit:
             used = usage.per_model.get(model.id, 0)
             left = max(0, model.daily_limit - used)

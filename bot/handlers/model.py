@@ -1,4 +1,4 @@
-"""/model: pick the model by button or by id."""
+"""/model: pick the chat model (or the image model for /image) by button or by id."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aiogram.types import CallbackQuery, InaccessibleMessage, Message
 
 from bot.catalog import Catalog
 from bot.keyboards import PickModel, model_keyboard
-from bot.services.prefs import Prefs
+from bot.services.prefs import Prefs, UserPrefs
 from bot.texts import Texts
 from bot.texts.base import html
 
@@ -23,6 +23,35 @@ def router() -> Router:
     return r
 
 
+def _choose_text(catalog: Catalog, prefs: UserPrefs, texts: Texts) -> str:
+    text = html(texts.model_choose, model=catalog.models[prefs.model].title)
+    image = catalog.get_image(prefs.image) if prefs.image else None
+    if image is not None:
+        text += "\n" + html(texts.model_image_current, model=image.title)
+    return text
+
+
+def _available(catalog: Catalog) -> str:
+    return ", ".join([*catalog.models, *catalog.image_models])
+
+
+async def _pick(user_id: int, model_id: str, prefs: Prefs, catalog: Catalog, texts: Texts) -> str:
+    """Switch the chat model, or the image model; what to tell the user."""
+    chat_model = catalog.get(model_id)
+    if chat_model is not None:
+        await prefs.set(user_id, model=chat_model.id)
+        return texts.model_switched.format(model=chat_model.title)
+    image = catalog.get_image(model_id)
+    if image is not None:
+        await prefs.set(user_id, image=image.id)
+        return texts.model_image_switched.format(model=image.title)
+    return texts.model_unknown.format(model_id=model_id, models=_available(catalog))
+
+
+def _known(catalog: Catalog, model_id: str) -> bool:
+    return catalog.get(model_id) is not None or catalog.get_image(model_id) is not None
+
+
 async def model_command(
     message: Message, command: CommandObject, texts: Texts, prefs: Prefs, catalog: Catalog
 ) -> None:
@@ -30,19 +59,13 @@ async def model_command(
     user_id = message.from_user.id
     wanted = (command.args or "").strip().lower()
     if wanted:
-        model = catalog.get(wanted)
-        if model is None:
-            models = ", ".join(catalog.models)
-            await message.answer(texts.model_unknown.format(model_id=wanted, models=models))
-            return
-        await prefs.set(user_id, model=model.id)
-        await message.answer(texts.model_switched.format(model=model.title))
+        await message.answer(await _pick(user_id, wanted, prefs, catalog, texts))
         return
-    current = (await prefs.get(user_id)).model
+    current = await prefs.get(user_id)
     await message.answer(
-        html(texts.model_choose, model=catalog.models[current].title),
+        _choose_text(catalog, current, texts),
         parse_mode="HTML",
-        reply_markup=model_keyboard(catalog, current, texts),
+        reply_markup=model_keyboard(catalog, current.model, texts, current.image),
     )
 
 
@@ -53,20 +76,17 @@ async def model_pressed(
     prefs: Prefs,
     catalog: Catalog,
 ) -> None:
-    model = catalog.get(callback_data.id)
-    if model is None:  # hidden or removed since the keyboard was shown
-        await query.answer(
-            texts.model_unknown.format(model_id=callback_data.id, models=", ".join(catalog.models)),
-            show_alert=True,
-        )
+    user_id = query.from_user.id
+    said = await _pick(user_id, callback_data.id, prefs, catalog, texts)
+    if not _known(catalog, callback_data.id):  # hidden or removed since the keyboard was shown
+        await query.answer(said, show_alert=True)
         return
-    await prefs.set(query.from_user.id, model=model.id)
-    switched = texts.model_switched.format(model=model.title)
-    await query.answer(switched)
+    await query.answer(said)
+    current = await prefs.get(user_id)
     message = query.message
     if message is not None and not isinstance(message, InaccessibleMessage):
         with contextlib.suppress(TelegramBadRequest):  # pressed twice: nothing changed
             await message.edit_text(
-                switched,
-                reply_markup=model_keyboard(catalog, model.id, texts),
+                said,
+                reply_markup=model_keyboard(catalog, current.model, texts, current.image),
             )

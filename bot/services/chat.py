@@ -5,7 +5,9 @@ trips per message."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,11 +23,12 @@ from bot.services.answer_writer import AnswerWriter
 from bot.services.generate import Outcome, generate
 from bot.services.generations import new_id
 from bot.services.history import fit_context
+from bot.services.media import vision_hint
 from bot.services.paste import join
 from bot.services.quota import Grant, Reservation
 from bot.texts import Texts
 from bot.texts.base import reset_time
-from providers import ChatRequest, Message
+from providers import ChatRequest, Image, Message
 
 if TYPE_CHECKING:
     from bot.services.core import Core
@@ -92,10 +95,22 @@ class ChatService:
             stop_markup=stop_keyboard(gen_id, texts),
         )
 
-    async def answer(self, bot: Bot, target: Target, prompt: str, texts: Texts) -> Outcome | None:
+    async def answer(
+        self,
+        bot: Bot,
+        target: Target,
+        prompt: str,
+        texts: Texts,
+        images: Sequence[Image] = (),
+        shown: str | None = None,
+    ) -> Outcome | None:
         """Answer ``prompt`` (after any parts of a long paste held before it) with the
-        user's model; None when it could not be asked (too long, a limit, or an answer
-        already being written in this chat)."""
+        user's model; None when it could not be asked (too long, a limit, a model that
+        can't see the ``images``, or an answer already being written in this chat).
+
+        ``images`` go to the model with the prompt; the history keeps only ``shown`` in
+        their place (e.g. "[photo] caption"), never their bytes, and such a turn has no
+        Retry (its images are not kept)."""
         chat_id, user_id = target.chat_id, target.user_id
         gen_id = new_id()
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -111,8 +126,12 @@ class ChatService:
         model = self.catalog.models[self.prefs.parse(raw_prefs).model]
         if held and target.message_id is not None:
             held = await self.core.pastes.complete(chat_id, user_id, target.message_id, held)
-        question = Message(role="user", content=join(held, prompt))
+        question = Message(role="user", content=join(held, prompt), images=tuple(images))
+        kept = Message(role="user", content=join(held, shown)) if images and shown else question
         try:
+            if images and not model.vision:
+                await target.say(bot, vision_hint(self.catalog, model, texts))
+                return None
             limit = self.core.settings.max_prompt_chars
             if len(question.content) > limit:
                 length = len(question.content)
@@ -142,7 +161,7 @@ class ChatService:
                         request,
                         writer,
                         texts,
-                        retry_markup=retry_keyboard(gen_id, texts),
+                        retry_markup=None if images else retry_keyboard(gen_id, texts),
                         stop=stop,
                         settle=settle,
                     )
@@ -151,7 +170,7 @@ class ChatService:
                     if not refunded and not writer.text.strip():  # cancelled
                         await self.quota.refund(reservation, [model.id])
         finally:
-            await self._record(target, gen_id, question, model, outcome)
+            await self._record(target, gen_id, kept, model, outcome, retry=not images)
         return outcome
 
     async def _record(
@@ -161,6 +180,7 @@ class ChatService:
         question: Message,
         model: ModelSpec,
         outcome: Outcome | None,
+        retry: bool = True,
     ) -> None:
         """Give the chat back, keep the exchange (or the request, for Retry), count it."""
         chat_id, user_id = target.chat_id, target.user_id
@@ -176,11 +196,14 @@ class ChatService:
                 if outcome is not None and outcome.ok:
                     answer = Message(role="assistant", content=outcome.text)
                     self.history.queue_append(pipe, chat_id, user_id, question, answer)
-                elif outcome is not None:
+                elif outcome is not None and retry:
                     self.generations.queue_retry(pipe, chat_id, user_id, gen_id, question.content)
                 await pipe.execute()
-        except RedisError as exc:  # the answer is delivered: don't tell the user otherwise
+        except Exception as exc:  # the answer is delivered: don't tell the user otherwise
             log.error("chat %s: could not record the outcome in Redis: %s", chat_id, exc)
+            if not isinstance(exc, RedisError):  # the pipeline never ran: free the chat
+                with contextlib.suppress(RedisError):
+                    await self.generations.unlock(chat_id, user_id)
 
     def limit_text(self, reservation: Reservation, model: ModelSpec, texts: Texts) -> str:
         """Which limit stopped the request, and when it resets."""

@@ -14,6 +14,7 @@ from bot.services.chat import ChatService
 from bot.services.compare import CompareService, CompareStore
 from bot.services.generations import Generations
 from bot.services.history import History
+from bot.services.media import MediaService
 from bot.services.pacer import Pacer
 from bot.services.paste import Pastes
 from bot.services.pool import ProviderPool
@@ -72,6 +73,7 @@ class Core:
 
     def handler_kwargs(self) -> dict[str, Any]:
         """What handlers may ask for by parameter name (aiogram's injection)."""
+        chat = ChatService(self)
         return {
             "settings": self.settings,
             "catalog": self.catalog,
@@ -83,6 +85,7 @@ class Core:
             "stats": self.stats,
             "pastes": self.pastes,
             "compare_store": self.compare_store,
-            "chat_service": ChatService(self),
+            "chat_service": chat,
             "compare_service": CompareService(self),
+            "media_service": MediaService(chat),
         }

@@ -1,4 +1,5 @@
-"""A user's preferences (current model, compare set): a small Redis hash per user."""
+"""A user's preferences (current model, compare set, image model): a small Redis hash per
+user."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ PREFS_TTL = 180 * 24 * 3600  # forget users idle for half a year
 class UserPrefs:
     model: str  # always a usable model id
     compare: tuple[str, ...]
+    image: str | None = None  # a usable image model id; None when there is none
 
 
 class Prefs:
@@ -40,7 +42,9 @@ class Prefs:
             model = self.catalog.default_model
         stored = [m for m in raw.get(b"compare", b"").decode().split(",") if self.catalog.get(m)]
         compare = tuple(stored) if len(stored) >= 2 else tuple(self.catalog.default_compare)
-        return UserPrefs(model=model, compare=compare)
+        image = raw.get(b"image", b"").decode()
+        chosen = image if self.catalog.get_image(image) else self.catalog.default_image
+        return UserPrefs(model=model, compare=compare, image=chosen)
 
     async def get(self, user_id: int) -> UserPrefs:
         return self.parse(await self.redis.hgetall(self.key(user_id)))

@@ -20,8 +20,28 @@ class Texts:
     model_current_mark: str
     # /new
     new_done: str
+    model_image_current: str  # HTML, under model_choose: {model}, the user's image model
+    model_image_mark: str  # before an image model's title in the /model keyboard
+    model_image_switched: str  # {model}
     # content the bot does not handle
-    unsupported: str
+    unsupported: str  # when the bot reads text only
+    unsupported_media: str  # {things}: what it does read, from the words below
+    can_text: str
+    can_photos: str
+    can_voice: str
+    list_and: str  # joins the last two of a list: " and "
+    # /image <prompt>
+    image_usage: str
+    image_unavailable: str  # no image model is usable
+    # photos
+    photo_prompt: str  # the question sent with a photo that has no caption
+    photo_no_vision: str  # {model}: the user's model; {models}: those that see images
+    file_too_big: str  # {limit} in MB
+    download_failed: str
+    # voice messages
+    voice_too_long: str  # {duration}, {limit} in seconds
+    voice_transcript: str  # HTML: {text}, the transcript (escaped, maybe shortened)
+    voice_empty: str
     # while an answer is being written (edited-message mode)
     thinking: str
     # provider failures, one sentence each; {model} is the title

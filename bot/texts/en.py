@@ -5,7 +5,8 @@ from bot.texts.base import Texts
 EN = Texts(
     help=(
         "I put several language models in one chat. Write to me and the current model "
-        "answers, remembering our conversation.\n\n"
+        "answers, remembering our conversation. Send a photo to ask about it (vision "
+        "models) or a voice message to talk.\n\n"
         "Current model: <b>{model}</b>\n\n{commands}"
     ),
     commands={
@@ -14,6 +15,7 @@ EN = Texts(
         "new": "start a new conversation",
         "stop": "stop the answer being written",
         "compare": "ask several models at once: /compare <question>",
+        "image": "draw a picture: /image <description>",
         "top": "models ranked by votes",
         "limits": "what is left of today's free allowance",
     },
@@ -22,10 +24,38 @@ EN = Texts(
     model_unknown="There is no model “{model_id}”. Available: {models}",
     model_current_mark="✅ ",
     new_done="Started a new conversation: I have forgotten the previous one.",
+    model_image_current="Pictures for /image: <b>{model}</b> (🎨 below)",
+    model_image_mark="🎨 ",
+    model_image_switched="/image now draws with {model}.",
     unsupported=(
         "I can only read text for now. Send me your question as a message; "
         "/help lists what I can do."
     ),
+    unsupported_media=(
+        "I can't handle this kind of message. I understand {things}; /help lists what I can do."
+    ),
+    can_text="text",
+    can_photos="photos",
+    can_voice="voice messages",
+    list_and=" and ",
+    image_usage=(
+        "Describe the picture after the command, for example: "
+        "/image a lighthouse at dawn, watercolour"
+    ),
+    image_unavailable="No image model is available here, so I can't draw pictures.",
+    photo_prompt="Describe this image.",
+    photo_no_vision=(
+        "{model} can't see images. Models that can: {models}. "
+        "Switch with /model and send the photo again."
+    ),
+    file_too_big="That file is too big for me: the limit is {limit} MB.",
+    download_failed="I couldn't get that file from Telegram. Please send it again.",
+    voice_too_long=(
+        "Your voice message is {duration} s long; I can transcribe up to {limit} s. "
+        "Please send a shorter one."
+    ),
+    voice_transcript="<blockquote>🎙 {text}</blockquote>",
+    voice_empty="I couldn't make out any words in that voice message.",
     thinking="Thinking…",
     error_auth="{model} refused our credentials. Please pick another model with /model.",
     error_not_found="{model} is not available from its provider. Please pick another with /model.",
