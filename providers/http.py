@@ -73,6 +73,16 @@ class HttpProvider(Provider):
                 return
             yield self._json(data)
 
+    async def _model_names(self, path: str, list_key: str, name_key: str) -> list[str]:
+        """The names in a GET listing such as ``{"data": [{"id": ...}, ...]}``."""
+        data = await self._get_json(path)
+        items = data.get(list_key) if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise UnavailableError(f"{self.name}: unexpected model list from the API")
+        return [
+            m[name_key] for m in items if isinstance(m, dict) and isinstance(m.get(name_key), str)
+        ]
+
     async def _get_json(self, path: str) -> Any:
         try:
             response = await self._client.get(path)

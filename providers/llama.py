@@ -19,8 +19,6 @@ from providers.errors import (
     ModelNotFoundError,
     ProviderError,
     UnavailableError,
-    error_for_status,
-    parse_retry_after,
     short,
 )
 from providers.http import HttpProvider
@@ -64,11 +62,7 @@ class LlamaProvider(HttpProvider):
         yield Chunk(finish_reason=stop_reason or "stop", usage=usage)
 
     async def list_models(self) -> list[str]:
-        data = await self._get_json("models")
-        items = data.get("data") if isinstance(data, dict) else data
-        if not isinstance(items, list):
-            raise UnavailableError(f"{self.name}: unexpected model list from the API")
-        return [m["id"] for m in items if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        return await self._model_names("models", "data", "id")
 
     def _event(self, data: Any) -> dict[str, Any]:
         """The ``event`` object of one SSE data payload; anything else breaks the stream."""
@@ -81,12 +75,7 @@ class LlamaProvider(HttpProvider):
         detail = _error_detail(body)
         if status in (400, 422) and _MODEL_MISSING.search(detail):
             return ModelNotFoundError(f"{self.name}: HTTP {status}: {short(detail)}", status=status)
-        return error_for_status(
-            status,
-            detail,
-            retry_after=parse_retry_after(headers.get("retry-after")),
-            provider=self.name,
-        )
+        return super()._error(status, detail, headers)
 
 
 def _payload(request: ChatRequest) -> dict[str, Any]:

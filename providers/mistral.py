@@ -27,8 +27,6 @@ from providers.errors import (
     ModelNotFoundError,
     ProviderError,
     UnavailableError,
-    error_for_status,
-    parse_retry_after,
     short,
 )
 from providers.http import HttpProvider
@@ -55,11 +53,7 @@ class MistralProvider(HttpProvider):
             raise UnavailableError(f"{self.name}: the stream ended before the answer finished")
 
     async def list_models(self) -> list[str]:
-        data = await self._get_json("models")
-        models = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(models, list):
-            raise UnavailableError(f"{self.name}: unexpected model list from the API")
-        return [m["id"] for m in models if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        return await self._model_names("models", "data", "id")
 
     @staticmethod
     def _payload(request: ChatRequest) -> dict[str, Any]:
@@ -100,12 +94,7 @@ class MistralProvider(HttpProvider):
         text = (f"{message} ({kind})" if kind else message) if message else body
         if kind == "invalid_model" or message.lower().startswith("invalid model"):
             return ModelNotFoundError(f"{self.name}: HTTP {status}: {short(text)}", status=status)
-        return error_for_status(
-            status,
-            text,
-            retry_after=parse_retry_after(headers.get("retry-after")),
-            provider=self.name,
-        )
+        return super()._error(status, text, headers)
 
 
 def _message(message: Message) -> dict[str, Any]:

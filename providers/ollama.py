@@ -19,8 +19,6 @@ from providers.errors import (
     ModelNotFoundError,
     ProviderError,
     UnavailableError,
-    error_for_status,
-    parse_retry_after,
     short,
 )
 from providers.http import HttpProvider
@@ -56,11 +54,7 @@ class OllamaProvider(HttpProvider):
         raise UnavailableError(f"{self.name}: the stream ended before the answer was complete")
 
     async def list_models(self) -> list[str]:
-        data = await self._get_json("api/tags")
-        models = data.get("models") if isinstance(data, dict) else None
-        if not isinstance(models, list):
-            raise UnavailableError(f"{self.name}: unexpected model list from the API")
-        return [m["name"] for m in models if isinstance(m, dict) and isinstance(m.get("name"), str)]
+        return await self._model_names("api/tags", "models", "name")
 
     def _stream_error(self, message: str) -> ProviderError:
         """An ``{"error": ...}`` line after the 200: the model is gone, or the server failed."""
@@ -70,12 +64,7 @@ class OllamaProvider(HttpProvider):
         return UnavailableError(text)
 
     def _error(self, status: int, body: str, headers: Mapping[str, str]) -> ProviderError:
-        return error_for_status(
-            status,
-            _error_detail(body),
-            retry_after=parse_retry_after(headers.get("retry-after")),
-            provider=self.name,
-        )
+        return super()._error(status, _error_detail(body), headers)
 
 
 def _payload(request: ChatRequest) -> dict[str, Any]:
