@@ -219,10 +219,8 @@ def note_stream_calls(h: Harness) -> dict[str, dict[str, float]]:
     """When the bot called each provider's ``stream``, by prompt and model."""
     called: dict[str, dict[str, float]] = {}
     by_provider = {h.catalog.models[m].provider: m for m in MODELS}
-    app: Any = h.app
-    pool = getattr(app, "pool", None) or getattr(getattr(app, "core", None), "pool", None)
-    for name, provider in getattr(pool, "_providers", {}).items():
-        model = by_provider.get(name)
+    for provider in h.app.core.pool:
+        model = by_provider.get(provider.name)
         if model is None:
             continue
         original = provider.stream

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 from bot.catalog import Catalog, ModelSpec
 from providers import Provider, registry
@@ -18,7 +19,7 @@ class ProviderPool:
     def for_model(self, model: ModelSpec) -> Provider:
         return self._providers[model.provider]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Provider]:
         return iter(self._providers.values())
 
     async def aclose(self) -> None:
