@@ -86,6 +86,11 @@ class OpenAIProvider(Provider):
             base_url=config.base_url,
             timeout=openai.Timeout(config.timeout, connect=min(10.0, config.timeout)),
             max_retries=0,  # Provider.stream() retries, and only before the first chunk
+            # A modest keep-alive pool: the HTTP client checks every idle connection on
+            # each request, which costs more CPU than reconnecting now and then saves.
+            http_client=openai.DefaultAsyncHttpx2Client(
+                limits=httpx2.Limits(max_connections=200, max_keepalive_connections=16)
+            ),
         )
         self.image_timeout = max(config.timeout, IMAGE_TIMEOUT)
 
