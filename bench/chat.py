@@ -519,7 +519,7 @@ async def running_app(
     child: Child, redis_url: str, catalog_path: Path, key: str | None, **overrides: Any
 ) -> AsyncIterator[App]:
     """The real app, polling the child's fake Bot API; stopped cleanly afterwards."""
-    from bot.app import App
+    from bot.app import App, tune_gc
     from bot.catalog import load_catalog
     from bot.settings import Settings
 
@@ -535,8 +535,7 @@ async def running_app(
     )
     catalog = load_catalog(catalog_path, {API_KEY_ENV: key} if key else {})
     app = App.build(settings, catalog)
-    gc.collect()  # as bot.app.run does after the build: start-up objects out of the collector
-    gc.freeze()
+    tune_gc()  # as bot.app.run does after the build
     mark = await child.call("mark")
     task = asyncio.create_task(app.run_polling(handle_signals=False))
     try:
