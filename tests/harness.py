@@ -123,6 +123,29 @@ def write_catalog(tmp_path: Path, **values: Any) -> Path:
     return path
 
 
+def _catalog_for(
+    tmp_path: Path,
+    openai: OpenAIDouble,
+    mistral: MistralDouble,
+    llama: LlamaDouble,
+    ollama: OllamaDouble,
+    timeout: float,
+    daily_limit: int,
+    extra: str,
+) -> Path:
+    """The test catalog with every provider pointed at its double."""
+    return write_catalog(
+        tmp_path,
+        openai=openai.url,
+        mistral=mistral.url,
+        llama=llama.url,
+        ollama=ollama.url,
+        timeout=timeout,
+        daily_limit=daily_limit,
+        extra=extra,
+    )
+
+
 @dataclass
 class Harness:
     tg: TelegramDouble
@@ -165,15 +188,8 @@ async def running_bot(
     """Start the doubles and the real app (polling); stop everything afterwards."""
     async with contextlib.AsyncExitStack() as stack:
         tg, openai, mistral, llama, ollama = await _start_doubles(stack)
-        path = write_catalog(
-            tmp_path,
-            openai=openai.url,
-            mistral=mistral.url,
-            llama=llama.url,
-            ollama=ollama.url,
-            timeout=timeout,
-            daily_limit=daily_limit,
-            extra=extra_catalog,
+        path = _catalog_for(
+            tmp_path, openai, mistral, llama, ollama, timeout, daily_limit, extra_catalog
         )
         config = Settings(
             bot_token=tg.token,
@@ -317,15 +333,8 @@ async def running_webhook_bot(
     balancer in front of them; with one, the replica itself."""
     async with contextlib.AsyncExitStack() as stack:
         tg, openai, mistral, llama, ollama = await _start_doubles(stack)
-        path = write_catalog(
-            tmp_path,
-            openai=openai.url,
-            mistral=mistral.url,
-            llama=llama.url,
-            ollama=ollama.url,
-            timeout=timeout,
-            daily_limit=daily_limit,
-            extra=extra_catalog,
+        path = _catalog_for(
+            tmp_path, openai, mistral, llama, ollama, timeout, daily_limit, extra_catalog
         )
         catalog = load_catalog(path, KEYS)
         ports = [free_port() for _ in range(replicas)]
