@@ -1,5 +1,6 @@
-"""Composition root: Redis, providers and services built once, handed to the dispatcher as
-keyword arguments (aiogram injects them into handlers by parameter name)."""
+"""Composition root: Redis, the Bot and the services (``Core``) built once; an outer
+middleware hands the current services to every update as keyword arguments (aiogram
+injects them into handlers by parameter name), so that /reload can swap them."""
 
 from __future__ import annotations
 

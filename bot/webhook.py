@@ -7,8 +7,7 @@ replicas sharing one Redis.
   already being handled, the acknowledgement waits for a slot: Telegram then slows down
   instead of the bot piling up work it has promised to do.
 - ``GET /healthz``: 200 ``ok`` when Redis answers PING, 503 otherwise.
-- ``/metrics`` is added by the metrics step to the application that
-  :func:`build_web_app` returns.
+- ``GET /metrics``: the Prometheus metrics of this replica.
 
 An update that Telegram delivers twice (its 200 got lost, or it went to two replicas) is
 handled once: :class:`UpdateDedup` claims ``dedup:<bot id>:<update_id>`` in Redis first.
