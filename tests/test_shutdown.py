@@ -189,6 +189,9 @@ async def test_sigterm_does_not_wait_beyond_the_grace(redis_url: str, tmp_path: 
         assert elapsed < grace + 4, f"exited {elapsed:.1f} s after SIGTERM"
         assert code == 0, bot.output
         assert "shutdown: 1 answer(s) did not finish in time" in bot.output
+        # what the user saw is kept, marked as cut short by the restart
+        final = tg.calls("sendMessage", ann.id)[-1].text or ""
+        assert final.startswith("word1 word2") and "the bot was restarting" in final
 
 
 async def test_log_never_shows_the_token_or_keys(redis_url: str, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ message, the outcome the caller needs to record history or refund a reservation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -32,6 +33,8 @@ from providers import (
 )
 
 log = logging.getLogger(__name__)
+
+LAST_WORDS_SECONDS = 1.5  # to deliver a partial answer when the bot is stopped mid-way
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -116,6 +119,11 @@ async def generate(
             error = exc
     except BaseException:
         stream.cancel()
+        if writer.text.strip():  # shutting down mid-answer: keep what the user saw
+            cut_short = texts.interrupted.format(reason=texts.shutting_down)
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(LAST_WORDS_SECONDS):
+                    await writer.finish(f"{writer.text}\n\n_{cut_short}_")
         await writer.cancel()
         raise
     if error is not None:

@@ -55,6 +55,7 @@ class Texts:
     error_unsupported: str
     error_generic: str
     interrupted: str  # appended to a partial answer; {reason} is one of the above
+    shutting_down: str  # a reason: the bot was restarted mid-answer
     stopped: str  # the user pressed Stop
     stop_button: str
     retry_button: str

@@ -67,6 +67,7 @@ EN = Texts(
     error_unsupported="{model} can't do that. Please pick another model with /model.",
     error_generic="Something went wrong with {model}. Please try again.",
     interrupted="(answer interrupted: {reason})",
+    shutting_down="the bot was restarting. Please ask again",
     stopped="(stopped)",
     stop_button="⏹ Stop",
     retry_button="🔄 Retry",

@@ -59,6 +59,7 @@ RU = Texts(
     error_unsupported="{model} так не умеет. Выберите другую модель: /model.",
     error_generic="С {model} что-то пошло не так. Попробуйте ещё раз.",
     interrupted="(ответ прерван: {reason})",
+    shutting_down="бот перезапускался. Спросите ещё раз",
     stopped="(остановлено)",
     stop_button="⏹ Стоп",
     retry_button="🔄 Повторить",
