@@ -145,30 +145,18 @@ class ChatService:
             messages = fit_context(self.history.parse(raw_history), question, model.context)
             request = ChatRequest(model=model.name, messages=messages)
             writer = self.writer(bot, target, texts, gen_id)
-            refunded = False
-
-            async def settle(text: str, complete: bool) -> None:
-                nonlocal refunded
-                if not text.strip():  # nothing reached the user: it is free
-                    refunded = True
-                    await self.quota.refund(reservation, [model.id])
-
             with self.generations.running(gen_id) as stop:
-                try:
-                    outcome = await generate(
-                        self.core.pool.for_model(model),
-                        model,
-                        request,
-                        writer,
-                        texts,
-                        retry_markup=None if images else retry_keyboard(gen_id, texts),
-                        stop=stop,
-                        settle=settle,
-                    )
-                    self.metrics.observe(model, outcome)
-                finally:
-                    if not refunded and not writer.text.strip():  # cancelled
-                        await self.quota.refund(reservation, [model.id])
+                outcome = await generate(
+                    self.core.pool.for_model(model),
+                    model,
+                    request,
+                    writer,
+                    texts,
+                    retry_markup=None if images else retry_keyboard(gen_id, texts),
+                    stop=stop,
+                    refund=lambda: self.quota.refund(reservation, [model.id]),
+                )
+            self.metrics.observe(model, outcome)
         finally:
             await self._record(target, gen_id, kept, model, outcome, retry=not images)
         return outcome

@@ -177,34 +177,22 @@ class CompareService:
     ) -> Outcome:
         """One model's answer; its share of the reservation back if no text was shown."""
         request = ChatRequest(model=model.name, messages=[Message(role="user", content=question)])
-        settled = False
 
-        async def settle(text: str, complete: bool) -> None:
-            nonlocal settled
-            settled = True
-            if not text.strip():  # failed before any text: this model costs nothing
-                await self.quota.refund(reservation, [model.id])
-            elif complete:  # kept before its "Continue with" button shows
-                try:
-                    await self.store.keep(user_id, cid, question, model.id, text)
-                except RedisError as exc:
-                    log.error("compare %s: could not keep the answer of %s: %s", cid, model.id, exc)
+        async def keep(text: str) -> None:  # before its "Continue with" button shows
+            await self.store.keep(user_id, cid, question, model.id, text)
 
-        try:
-            outcome = await generate(
-                self.pool.for_model(model),
-                model,
-                request,
-                writer,
-                texts,
-                reply_markup=compare_answer_keyboard(cid, model, texts),
-                footer=True,
-                stop=stop,
-                settle=settle,
-            )
-        finally:
-            if not settled and not writer.text.strip():  # cancelled
-                await self.quota.refund(reservation, [model.id])
+        outcome = await generate(
+            self.pool.for_model(model),
+            model,
+            request,
+            writer,
+            texts,
+            reply_markup=compare_answer_keyboard(cid, model, texts),
+            footer=True,
+            stop=stop,
+            refund=lambda: self.quota.refund(reservation, [model.id]),
+            on_complete=keep,
+        )
         self.core.metrics.observe(model, outcome)
         return outcome
 

@@ -84,16 +84,20 @@ async def generate(
     retry_markup: InlineKeyboardMarkup | None = None,
     footer: bool = False,
     stop: asyncio.Event | None = None,
-    settle: Callable[[str, bool], Awaitable[None]] | None = None,
+    refund: Callable[[], Awaitable[object]] | None = None,
+    on_complete: Callable[[str], Awaitable[None]] | None = None,
 ) -> Outcome:
     """Stream the model's answer into the writer and deliver it, or the reason it failed.
 
     ``reply_markup`` goes under a complete answer, ``retry_markup`` under a failed or
     stopped one; ``footer`` adds the time taken and the tokens written, when the API
     reported them. Setting ``stop`` ends the answer where it is (the upstream stream is
-    closed), keeping what was written. ``settle(text, complete)`` runs once the stream
-    has ended and before the answer is delivered, so that what the final message's
-    buttons rely on (a refund, a kept answer) is done when the user can press them.
+    closed), keeping what was written.
+
+    ``refund()`` runs when no text reached the user (a failure, an early Stop, a
+    cancellation): such a request is free. ``on_complete(text)`` runs for a complete
+    answer. Both run before the final message is delivered, so that what its buttons
+    rely on is done by the time the user can press them.
     """
     started = time.monotonic()
     usage: list[Usage] = []
@@ -119,7 +123,9 @@ async def generate(
             error = exc
     except BaseException:
         stream.cancel()
-        if writer.text.strip():  # shutting down mid-answer: keep what the user saw
+        if not writer.text.strip():
+            await _bookkeep(model, refund)
+        else:  # shutting down mid-answer: keep what the user saw
             cut_short = texts.interrupted.format(reason=texts.shutting_down)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(LAST_WORDS_SECONDS):
@@ -146,14 +152,25 @@ async def generate(
             note = texts.compare_footer_time.format(seconds=elapsed)
             if usage and usage[-1].output_tokens is not None:
                 note += " · " + texts.compare_footer_tokens.format(tokens=usage[-1].output_tokens)
-    if settle is not None:
-        try:
-            await settle(text, error is None and not stopped and bool(text.strip()))
-        except Exception:  # bookkeeping must not keep the answer from the user
-            log.exception("%s: settling the answer failed", model.id)
+    if not text.strip():
+        await _bookkeep(model, refund)
+    elif error is None and not stopped and on_complete is not None:
+        await _bookkeep(model, on_complete, text)
     ids = await writer.finish(final, reply_markup=markup, footer=note)
     ttft = first_text[0] - started if first_text else None
     return Outcome(text, error, usage[-1] if usage else None, elapsed, ids, stopped, ttft)
+
+
+async def _bookkeep(
+    model: ModelSpec, call: Callable[..., Awaitable[object]] | None, *args: Any
+) -> None:
+    """Run a refund or record; bookkeeping must never keep an answer from the user."""
+    if call is None:
+        return
+    try:
+        await call(*args)
+    except Exception:
+        log.exception("%s: bookkeeping after the answer failed", model.id)
 
 
 async def _consume(
