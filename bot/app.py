@@ -23,7 +23,7 @@ from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.handlers import get_routers
 from bot.metrics import FloodCounter, UpdateCounter
 from bot.metrics import serve as serve_metrics
-from bot.middlewares import InFlight, TextsMiddleware
+from bot.middlewares import InFlight, PasteArrivals, TextsMiddleware
 from bot.services.core import Core
 from bot.services.generations import Generations
 from bot.services.pool import ProviderPool
@@ -88,6 +88,7 @@ class App:
         in_flight = InFlight()
         app = cls(settings, core, bot, dispatcher, in_flight, {}, environ or {})
         dispatcher.update.outer_middleware(in_flight)
+        dispatcher.update.outer_middleware(PasteArrivals(core.pastes))
         # the services of the current catalog (``/reload`` swaps them), for each update
         dispatcher.update.outer_middleware(app.inject)
         dispatcher.update.outer_middleware(UpdateCounter(core.metrics))

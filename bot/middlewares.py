@@ -1,4 +1,5 @@
-"""Dispatcher middlewares: the user's texts, and the register of running handlers."""
+"""Dispatcher middlewares: the user's texts, the register of running handlers, and the
+note of long messages arriving."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
-from aiogram.types import TelegramObject, User
+from aiogram.types import TelegramObject, Update, User
 
 from bot.redact import current_update
+from bot.services.paste import Pastes
 from bot.texts import texts_for
 
 
@@ -67,3 +69,24 @@ class InFlight(BaseMiddleware):
         if still:
             await asyncio.wait(still, timeout=2)
         return len(still)
+
+
+class PasteArrivals(BaseMiddleware):
+    """Notes a long text message as soon as its update arrives, before any I/O, so that
+    the end of a paste Telegram split waits for the parts before it (see
+    :mod:`bot.services.paste`)."""
+
+    def __init__(self, pastes: Pastes) -> None:
+        self.pastes = pastes
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        message = event.message if isinstance(event, Update) else None
+        if message is None or message.from_user is None or not Pastes.is_part(message.text or ""):
+            return await handler(event, data)
+        with self.pastes.arriving(message.chat.id, message.from_user.id, message.message_id):
+            return await handler(event, data)

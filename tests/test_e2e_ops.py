@@ -3,6 +3,7 @@ pastes merged into one request, the update id on log lines."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import aiohttp
 
 from bot.redact import UpdateField
-from bot.services.paste import SPLIT_AT
+from bot.services.paste import HOLD_SECONDS, SPLIT_AT
 from tests.doubles.base import Reply
 from tests.harness import running_bot
 from tests.redis_server import free_port
@@ -93,6 +94,7 @@ async def test_a_split_paste_is_answered_once_as_a_whole(redis_url: str, tmp_pat
         for part in (first, second, tail):  # as Telegram delivers a 8,292-character paste
             await ann.send(part)
         await ann.wait_message(lambda m: m["text"].startswith("echo:"), timeout=10)
+        await asyncio.sleep(HOLD_SECONDS + 0.3)  # a part left over would be answered by now
         requests = h.openai.calls("/chat/completions")
         assert len(requests) == 1
         assert requests[0].json["messages"][-1]["content"] == first + second + tail

@@ -124,7 +124,7 @@ class ChatService:
             return None
         outcome: Outcome | None = None
         model = self.catalog.models[self.prefs.parse(raw_prefs).model]
-        if held and target.message_id is not None:
+        if target.message_id is not None:
             held = await self.core.pastes.complete(chat_id, user_id, target.message_id, held)
         question = Message(role="user", content=join(held, prompt), images=tuple(images))
         kept = Message(role="user", content=join(held, shown)) if images and shown else question

@@ -5,12 +5,18 @@ about that long is held for a moment in a per-chat sorted set (scored by message
 the order survives any delivery order or replica); the next short part, the end of the
 paste, takes the whole set in the same pipeline that starts its chat turn. If no short
 part comes (the paste ended on a full part), the last long part takes the set itself.
+
+Updates are handled concurrently, so the end of a paste may reach Redis before the parts
+it follows are held there. A long message is therefore noted in this process as soon as
+its update arrives (:meth:`Pastes.arriving`, before any I/O, so in delivery order), and a
+later message from the same user waits for it to be held.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from redis.asyncio import Redis
@@ -36,6 +42,8 @@ class Pastes:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._claim = redis.register_script(_CLAIM)
+        # long messages whose update arrived here but which are not held yet
+        self._arriving: dict[tuple[int, int], set[int]] = {}
 
     @staticmethod
     def key(chat_id: int, user_id: int) -> str:
@@ -45,6 +53,26 @@ class Pastes:
     def is_part(text: str) -> bool:
         return len(text) >= SPLIT_AT
 
+    @contextmanager
+    def arriving(self, chat_id: int, user_id: int, message_id: int) -> Iterator[None]:
+        """While the update of a long message is handled (enter before any I/O)."""
+        key = (chat_id, user_id)
+        self._arriving.setdefault(key, set()).add(message_id)
+        try:
+            yield
+        finally:
+            self._held_here(key, message_id)
+
+    def _held_here(self, key: tuple[int, int], message_id: int) -> None:
+        ids = self._arriving.get(key)
+        if ids is not None:
+            ids.discard(message_id)
+            if not ids:
+                del self._arriving[key]
+
+    def _arriving_before(self, chat_id: int, user_id: int, message_id: int) -> bool:
+        return any(i < message_id for i in self._arriving.get((chat_id, user_id), ()))
+
     async def hold(self, chat_id: int, user_id: int, message_id: int, text: str) -> str | None:
         """Keep a long part; after a moment, the whole paste if this part ended it
         (None if a later part took it)."""
@@ -53,6 +81,7 @@ class Pastes:
             pipe.zadd(key, {_member(message_id, text): message_id})
             pipe.expire(key, 60)
             await pipe.execute()
+        self._held_here((chat_id, user_id), message_id)
         await asyncio.sleep(HOLD_SECONDS)
         parts = await self._claim(keys=[key], args=[message_id])
         return join(parts) if parts else None
@@ -67,9 +96,12 @@ class Pastes:
         self, chat_id: int, user_id: int, message_id: int, held: list[Any]
     ) -> list[Any]:
         """The parts before ``message_id``, waiting briefly for one still on its way
-        (updates are handled concurrently: the part just before may not be held yet)."""
+        (updates are handled concurrently: the part just before may not be held yet).
+        Returns at once, without I/O, when nothing is held and nothing is arriving."""
         deadline = asyncio.get_running_loop().time() + HOLD_SECONDS
-        while held and _last_id(held) < message_id - 1:
+        while (held and _last_id(held) < message_id - 1) or self._arriving_before(
+            chat_id, user_id, message_id
+        ):
             if asyncio.get_running_loop().time() >= deadline:
                 break
             await asyncio.sleep(0.05)

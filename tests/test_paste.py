@@ -1,0 +1,60 @@
+"""Long pastes Telegram split into parts, joined back against the real Redis, whatever
+order concurrent handlers reach it in."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.services.paste import SPLIT_AT, Pastes, join
+
+CHAT, USER = -100777, 4242
+
+
+@pytest.fixture
+async def pastes(redis_url: str) -> AsyncIterator[Pastes]:
+    client = Redis.from_url(redis_url)
+    try:
+        yield Pastes(client)
+    finally:
+        await client.aclose()
+
+
+async def take(pastes: Pastes) -> list[object]:
+    async with pastes.redis.pipeline(transaction=True) as pipe:
+        pastes.queue_take(pipe, CHAT, USER)
+        held, _ = await pipe.execute()
+    return list(held)
+
+
+async def test_the_end_of_a_paste_waits_for_a_part_not_held_yet(pastes: Pastes) -> None:
+    part = "a" * SPLIT_AT
+    with pastes.arriving(CHAT, USER, 10):  # its update came first, its Redis call is late
+
+        async def late_part() -> str | None:
+            await asyncio.sleep(0.2)
+            return await pastes.hold(CHAT, USER, 10, part)
+
+        holding = asyncio.create_task(late_part())
+        held = await pastes.complete(CHAT, USER, 11, await take(pastes))
+        assert join(held, "tail") == part + "tail"
+        assert await holding is None  # the tail answers it, not the part itself
+
+
+async def test_parts_held_out_of_order_are_joined_in_order(pastes: Pastes) -> None:
+    first, second = "a" * SPLIT_AT, "b" * SPLIT_AT
+    later = asyncio.create_task(pastes.hold(CHAT, USER, 2, second))
+    await asyncio.sleep(0.05)
+    earlier = asyncio.create_task(pastes.hold(CHAT, USER, 1, first))
+    assert await later == first + second  # the last part takes the paste
+    assert await earlier is None
+
+
+async def test_a_message_from_someone_else_does_not_take_the_parts(pastes: Pastes) -> None:
+    with pastes.arriving(CHAT, USER, 10):
+        holding = asyncio.create_task(pastes.hold(CHAT, USER, 10, "x" * SPLIT_AT))
+        assert await pastes.complete(CHAT, USER + 1, 11, []) == []
+    assert await holding == "x" * SPLIT_AT
