@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InaccessibleMessage, Message, MessageGenerationStopped
 
-from bot.filters import Addressed
+from bot.filters import Addressed, text_prompt
 from bot.keyboards import RetryAnswer, StopAnswer
 from bot.services.chat import ChatService, Target
 from bot.services.generations import Generations
@@ -22,7 +22,7 @@ def router() -> Router:
     r = Router(name=__name__)
     r.message.register(new_conversation, Command("new"))
     r.message.register(stop_command, Command("stop"))
-    r.message.register(chat, F.text, ~F.text.startswith("/"), F.from_user, Addressed())
+    r.message.register(chat, text_prompt, Addressed())
     r.callback_query.register(stop_pressed, StopAnswer.filter())
     r.callback_query.register(retry_pressed, RetryAnswer.filter())
     r.stopped_message_generation.register(draft_stopped)

@@ -3,27 +3,23 @@ and audio files transcribed and answered."""
 
 from __future__ import annotations
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Audio, Message, Voice
 
 from bot.catalog import Catalog
-from bot.filters import Addressed
+from bot.filters import Addressed, from_user, image, sound
 from bot.handlers.other import unsupported
 from bot.services.chat import ChatService, Target
 from bot.services.media import MediaService, audio_name
 from bot.texts import Texts
 
-# Images a vision API takes, when they come as a file rather than a photo.
-IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
-
 
 def router() -> Router:
     r = Router(name=__name__)
-    r.message.register(image_command, Command("image"), F.from_user)
-    r.message.register(photo, F.photo, F.from_user, Addressed())
-    r.message.register(photo, F.document.mime_type.in_(IMAGE_TYPES), F.from_user, Addressed())
-    r.message.register(voice, F.voice | F.audio, F.from_user, Addressed())
+    r.message.register(image_command, Command("image"), from_user)
+    r.message.register(photo, image, Addressed())
+    r.message.register(voice, sound, Addressed())
     return r
 
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
-from aiogram.enums import ChatType
+from aiogram import Router
 from aiogram.types import CallbackQuery, Message
 
 from bot.catalog import Catalog
-from bot.filters import Addressed
+from bot.filters import Addressed, private
 from bot.texts import Texts
 
 
 def router() -> Router:
     r = Router(name=__name__)
-    r.message.register(unsupported, F.chat.type == ChatType.PRIVATE)
+    r.message.register(unsupported, private)
     r.message.register(unsupported, Addressed())
     r.callback_query.register(stale_button)
     return r

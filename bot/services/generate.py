@@ -102,11 +102,13 @@ async def generate(
     started = time.monotonic()
     usage: list[Usage] = []
     error: ProviderError | None = None
-    await writer.start()
     first_text: list[float] = []
+    # The model is asked first; the placeholder and typing follow (they take their turn
+    # on the event loop while the request is on its way).
     stream = asyncio.create_task(_consume(provider, request, writer, usage, first_text))
     stopped = False
     try:
+        await writer.start()
         waiters: set[asyncio.Future[Any]] = {stream}
         if stop is not None:
             waiters.add(asyncio.ensure_future(stop.wait()))
