@@ -54,7 +54,7 @@ class Usage:
     output_tokens: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: thousands are made per answer, and frozen costs 2x
 class Chunk:
     """A piece of the answer: a text delta, and at the end a finish reason and usage."""
 

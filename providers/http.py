@@ -1,14 +1,14 @@
-"""What the httpx-based adapters share: one pooled client, error mapping, line streams."""
+"""What the httpx-based adapters share: one pooled client, error mapping, event streams."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
 
 from providers.base import Provider, ProviderConfig
+from providers.codec import loads
 from providers.errors import (
     ProviderError,
     ProviderTimeoutError,
@@ -50,28 +50,35 @@ class HttpProvider(Provider):
             return ProviderTimeoutError(f"{self.name}: timed out ({type(exc).__name__})")
         return UnavailableError(f"{self.name}: {type(exc).__name__}: {exc}")
 
-    async def _lines(self, path: str, payload: Mapping[str, Any]) -> AsyncIterator[str]:
-        """POST ``payload`` and yield the response's non-empty lines as they arrive."""
+    async def _events(
+        self, path: str, payload: Mapping[str, Any], *, sse: bool = True
+    ) -> AsyncIterator[Any]:
+        """POST ``payload`` and yield, as they arrive, the JSON of each server-sent
+        event's data up to ``[DONE]`` (``sse``), or of each line of an NDJSON stream.
+
+        One generator from the response's lines to the parsed events: every layer costs
+        each of an answer's thousands of chunks."""
         try:
             async with self._client.stream("POST", path, json=payload) as response:
                 if response.status_code >= 400:
                     body = (await response.aread()).decode("utf-8", "replace")
                     raise self._error(response.status_code, body, response.headers)
                 async for line in response.aiter_lines():
-                    if line:
-                        yield line
+                    if sse:
+                        if not line.startswith("data:"):
+                            continue  # comments (": keep-alive"), event names, ids, blanks
+                        line = line[5:].strip()
+                        if line == "[DONE]":
+                            return
+                    elif not line:
+                        continue
+                    try:
+                        event = loads(line)
+                    except ValueError:
+                        raise self._malformed() from None
+                    yield event
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
-
-    async def _sse_events(self, path: str, payload: Mapping[str, Any]) -> AsyncIterator[Any]:
-        """POST and yield each server-sent event's JSON data, up to ``[DONE]``."""
-        async for line in self._lines(path, payload):
-            if not line.startswith("data:"):
-                continue  # comments (": keep-alive"), event names, ids
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            yield self._json(data)
 
     async def _model_names(self, path: str, list_key: str, name_key: str) -> list[str]:
         """The names in a GET listing such as ``{"data": [{"id": ...}, ...]}``."""
@@ -94,6 +101,9 @@ class HttpProvider(Provider):
 
     def _json(self, text: str) -> Any:
         try:
-            return json.loads(text)
+            return loads(text)
         except ValueError:
-            raise UnavailableError(f"{self.name}: malformed JSON from the API") from None
+            raise self._malformed() from None
+
+    def _malformed(self) -> UnavailableError:
+        return UnavailableError(f"{self.name}: malformed JSON from the API")

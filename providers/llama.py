@@ -43,7 +43,7 @@ class LlamaProvider(HttpProvider):
         stop_reason: str | None = None
         completed = False
         usage: Usage | None = None
-        async for data in self._sse_events("chat/completions", _payload(request)):
+        async for data in self._events("chat/completions", _payload(request)):
             event = self._event(data)
             delta = event.get("delta")
             if isinstance(delta, dict) and delta.get("type") == "text":

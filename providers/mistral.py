@@ -40,7 +40,7 @@ class MistralProvider(HttpProvider):
 
     async def _stream_once(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         finished = False
-        async for event in self._sse_events("chat/completions", self._payload(request)):
+        async for event in self._events("chat/completions", self._payload(request)):
             chunk = self._chunk(event)
             if chunk.finish_reason == "error":
                 if chunk.text:

@@ -34,8 +34,7 @@ class OllamaProvider(HttpProvider):
     needs_key = False
 
     async def _stream_once(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        async for line in self._lines("api/chat", _payload(request)):
-            data = self._json(line)
+        async for data in self._events("api/chat", _payload(request), sse=False):
             if not isinstance(data, dict):
                 raise UnavailableError(f"{self.name}: unexpected stream line from the API")
             if "error" in data:
