@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.catalog import Catalog, ModelSpec
@@ -63,13 +63,10 @@ def compare_set_keyboard(
 
 
 def compare_answer_keyboard(cid: str, model: ModelSpec, texts: Texts) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(
-        text=texts.compare_continue.format(model=model.title),
-        callback_data=ContinueWith(cid=cid, id=model.id),
+    return _row(
+        (texts.compare_continue.format(model=model.title), ContinueWith(cid=cid, id=model.id)),
+        (texts.compare_best, VoteBest(cid=cid, id=model.id)),
     )
-    builder.button(text=texts.compare_best, callback_data=VoteBest(cid=cid, id=model.id))
-    return builder.as_markup()
 
 
 class StopAnswer(CallbackData, prefix="st"):
@@ -81,12 +78,15 @@ class RetryAnswer(CallbackData, prefix="rt"):
 
 
 def stop_keyboard(gen_id: int, texts: Texts) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(text=texts.stop_button, callback_data=StopAnswer(gen=gen_id))
-    return builder.as_markup()
+    return _row((texts.stop_button, StopAnswer(gen=gen_id)))
 
 
 def retry_keyboard(gen_id: int, texts: Texts) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(text=texts.retry_button, callback_data=RetryAnswer(gen=gen_id))
-    return builder.as_markup()
+    return _row((texts.retry_button, RetryAnswer(gen=gen_id)))
+
+
+def _row(*buttons: tuple[str, CallbackData]) -> InlineKeyboardMarkup:
+    """One row of buttons, built directly: the builder deep-copies its rows, a cost every
+    answer's Stop and Retry buttons would pay."""
+    row = [InlineKeyboardButton(text=text, callback_data=data.pack()) for text, data in buttons]
+    return InlineKeyboardMarkup(inline_keyboard=[row])
