@@ -9,7 +9,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.catalog import Catalog, ModelSpec
-from bot.texts import Texts
+from bot.texts import LANGUAGES, Texts
 
 
 class PickModel(CallbackData, prefix="m"):
@@ -34,6 +34,28 @@ def model_keyboard(
             images.button(text=label, callback_data=PickModel(id=model.id))
         images.adjust(2)
         builder.attach(images)
+    return builder.as_markup()
+
+
+class PickLanguage(CallbackData, prefix="lg"):
+    code: str  # a LANGUAGES key, or AUTO
+
+
+AUTO = "auto"  # follow the Telegram app's language
+
+
+def language_keyboard(current: str | None, texts: Texts) -> InlineKeyboardMarkup:
+    """Each language under its own name, then "as in Telegram"; the user's choice marked
+    (``current`` None: no choice, Telegram's)."""
+    builder = InlineKeyboardBuilder()
+    for code, language in LANGUAGES.items():
+        mark = texts.model_current_mark if code == current else ""
+        builder.button(
+            text=f"{mark}{language.language_name}", callback_data=PickLanguage(code=code)
+        )
+    mark = texts.model_current_mark if current is None else ""
+    builder.button(text=f"{mark}{texts.language_auto}", callback_data=PickLanguage(code=AUTO))
+    builder.adjust(len(LANGUAGES), 1)
     return builder.as_markup()
 
 

@@ -4,19 +4,27 @@ note of long messages arriving."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update, User
+from redis.exceptions import RedisError
 
 from bot.redact import current_update
 from bot.services.paste import Pastes
+from bot.services.prefs import Prefs
 from bot.texts import texts_for
 
 
 class TextsMiddleware(BaseMiddleware):
-    """Gives every handler ``texts`` in the user's Telegram language."""
+    """Gives every handler ``texts``: in the language the user chose with /language, or
+    else their Telegram app's.
+
+    A chat message (text that is not a command) skips the lookup: the chat turn reads
+    the choice with the rest of the user's preferences, in a round trip it makes anyway
+    (:meth:`bot.services.chat.ChatService.answer`)."""
 
     async def __call__(
         self,
@@ -25,8 +33,20 @@ class TextsMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         user: User | None = data.get("event_from_user")
-        data["texts"] = texts_for(user.language_code if user else None)
+        chosen = None
+        prefs: Prefs | None = data.get("prefs")
+        if user is not None and prefs is not None and not _chat_text(event):
+            # Redis down: the Telegram language; the handler reports the outage
+            with contextlib.suppress(RedisError):
+                chosen = await prefs.language(user.id)
+        data["texts"] = texts_for(user.language_code if user else None, chosen)
         return await handler(event, data)
+
+
+def _chat_text(event: TelegramObject) -> bool:
+    message = event.message if isinstance(event, Update) else None
+    text = message.text if message is not None else None
+    return text is not None and not text.startswith("/")
 
 
 class InFlight(BaseMiddleware):

@@ -7,8 +7,19 @@ from aiogram import Router
 
 
 def get_routers() -> list[Router]:
-    from bot.handlers import admin, chat, compare, errors, limits, media, model, other, start
+    from bot.handlers import (
+        admin,
+        chat,
+        compare,
+        errors,
+        language,
+        limits,
+        media,
+        model,
+        other,
+        start,
+    )
 
     # `other` last: it answers whatever the feature routers did not take.
-    routers = (errors, start, admin, model, compare, limits, chat, media, other)
+    routers = (errors, start, admin, model, language, compare, limits, chat, media, other)
     return [m.router() for m in routers]

@@ -26,7 +26,7 @@ from bot.services.history import fit_context
 from bot.services.media import vision_hint
 from bot.services.paste import join
 from bot.services.quota import Grant, Reservation
-from bot.texts import Texts
+from bot.texts import LANGUAGES, Texts
 from bot.texts.base import reset_time
 from providers import ChatRequest, Image, Message
 
@@ -119,11 +119,14 @@ class ChatService:
             self.generations.queue_lock(pipe, chat_id, user_id, gen_id)
             self.core.pastes.queue_take(pipe, chat_id, user_id)
             raw_prefs, raw_history, locked, held, _ = await pipe.execute()
+        prefs = self.prefs.parse(raw_prefs)
+        if prefs.language is not None:  # chosen with /language (see TextsMiddleware)
+            texts = LANGUAGES[prefs.language]
         if not locked and not await self.generations.lock_soon(chat_id, user_id, gen_id):
             await target.say(bot, texts.still_answering)
             return None
         outcome: Outcome | None = None
-        model = self.catalog.models[self.prefs.parse(raw_prefs).model]
+        model = self.catalog.models[prefs.model]
         if target.message_id is not None:
             held = await self.core.pastes.complete(chat_id, user_id, target.message_id, held)
         question = Message(role="user", content=join(held, prompt), images=tuple(images))

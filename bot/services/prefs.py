@@ -1,5 +1,5 @@
-"""A user's preferences (current model, compare set, image model): a small Redis hash per
-user."""
+"""A user's preferences (current model, compare set, image model, language): a small
+Redis hash per user."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from bot.catalog import Catalog
+from bot.texts import LANGUAGES
 
 PREFS_TTL = 180 * 24 * 3600  # forget users idle for half a year
 
@@ -20,6 +21,7 @@ class UserPrefs:
     model: str  # always a usable model id
     compare: tuple[str, ...]
     image: str | None = None  # a usable image model id; None when there is none
+    language: str | None = None  # chosen with /language; None: the Telegram app's
 
 
 class Prefs:
@@ -44,13 +46,26 @@ class Prefs:
         compare = tuple(stored) if len(stored) >= 2 else tuple(self.catalog.default_compare)
         image = raw.get(b"image", b"").decode()
         chosen = image if self.catalog.get_image(image) else self.catalog.default_image
-        return UserPrefs(model=model, compare=compare, image=chosen)
+        return UserPrefs(model=model, compare=compare, image=chosen, language=_language(raw))
 
     async def get(self, user_id: int) -> UserPrefs:
         return self.parse(await self.redis.hgetall(self.key(user_id)))
+
+    async def language(self, user_id: int) -> str | None:
+        """The language chosen with /language, alone (one field of the hash)."""
+        return _language({b"lang": await self.redis.hget(self.key(user_id), "lang")})
+
+    async def forget(self, user_id: int, *fields: str) -> None:
+        await self.redis.hdel(self.key(user_id), *fields)
 
     async def set(self, user_id: int, **values: str) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(self.key(user_id), mapping=dict[Any, Any](values))
             pipe.expire(self.key(user_id), PREFS_TTL)
             await pipe.execute()
+
+
+def _language(raw: Mapping[Any, Any]) -> str | None:
+    value = raw.get(b"lang")
+    code = value.decode() if isinstance(value, bytes) else None
+    return code if code in LANGUAGES else None

@@ -20,6 +20,13 @@ class Texts:
     model_current_mark: str
     # /new
     new_done: str
+    # /language
+    language_name: str  # this language's own name, e.g. "Русский"
+    language_choose: str  # HTML: {language}, the one the bot speaks to the user now
+    language_auto: str  # the button that follows the Telegram app's language again
+    language_set: str  # said in the language just chosen
+    language_auto_set: str  # {language}
+    language_unknown: str  # {code}, {codes}
     model_image_current: str  # HTML, under model_choose: {model}, the user's image model
     model_image_mark: str  # before an image model's title in the /model keyboard
     model_image_switched: str  # {model}
