@@ -141,6 +141,9 @@ async def test_a_blocked_user_costs_nothing_but_the_answer(tg: TelegramDouble, b
     writer.append("nobody will read this")
     assert await writer.finish() == []
     assert tg.messages(user.id) == []
+    assert writer.unreachable.is_set() and not writer.reached
+    # the first 403 ended it: no final message was tried after the refused draft
+    assert tg.calls("sendMessage", user.id) == []
 
 
 async def test_long_answer_in_a_group_edits_the_reply_then_adds_messages(

@@ -291,25 +291,6 @@ async def test_a_deleted_streaming_message_in_a_group_is_replaced_by_a_new_one(
         assert asked(h.openai)[-1] == ["a question", "the whole answer", "next"]
 
 
-async def test_a_user_who_blocked_the_bot_costs_only_their_answer(
-    redis_url: str, tmp_path: Path
-) -> None:
-    async with running_bot(redis_url, tmp_path) as h:
-        ann, bob = h.tg.user(first_name="Ann"), h.tg.user(first_name="Bob")
-        ann.block()
-        await ann.send("you can't answer me")
-        refused = await h.tg.wait_for("sendMessage", lambda c: c.chat_id == ann.id, timeout=10)
-        assert refused.status == 403
-        assert (await ask(bob, "hi from Bob"))["text"] == "echo: hi from Bob"
-        # a 403 is final: the bot did not keep trying
-        assert [c.status for c in h.tg.calls("sendMessage", ann.id)] == [403]
-        assert all(c.status == 403 for c in h.tg.calls("sendMessageDraft", ann.id))
-
-        # once unblocked, the user is served again (no chat left locked)
-        ann.block(False)
-        assert (await ask(ann, "back again"))["text"] == "echo: back again"
-
-
 async def test_one_bad_update_never_stops_the_dispatcher(redis_url: str, tmp_path: Path) -> None:
     async with running_bot(redis_url, tmp_path) as h:
         ann, bob = h.tg.user(first_name="Ann"), h.tg.user(first_name="Bob")

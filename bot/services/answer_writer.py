@@ -95,6 +95,9 @@ class AnswerWriter:
         # messages in order (/compare): our placeholder waits for the one before it
         self.after = after
         self.placed = asyncio.Event()
+        # Telegram answered 403: the user blocked the bot, or it is no longer in the
+        # group. Nothing more can reach them; the answer should end.
+        self.unreachable = asyncio.Event()
         self.message_id: int | None = None  # the edited message, in edit mode
         self._pieces: list[str] = []
         self._changed = asyncio.Event()
@@ -108,6 +111,11 @@ class AnswerWriter:
     @property
     def text(self) -> str:
         return "".join(self._pieces)
+
+    @property
+    def reached(self) -> bool:
+        """Whether any of the answer's text was shown to the user."""
+        return self._shown is not None
 
     @property
     def interval(self) -> float:
@@ -143,9 +151,12 @@ class AnswerWriter:
         """Stop streaming and deliver ``markdown`` (default: the text so far) in full,
         with ``footer`` (plain, shown in italics) and ``reply_markup`` on the last part.
 
-        Returns the ids of the messages that hold the answer.
+        Returns the ids of the messages that hold the answer: none if the user can't
+        be reached.
         """
         await self._stop()
+        if self.unreachable.is_set():
+            return []
         parts = render(self.text if markdown is None else markdown, self._limit)
         parts = _with_footer(self._with_header(parts), footer)
         ids: list[int] = []
@@ -159,6 +170,8 @@ class AnswerWriter:
             sent = await self._final_send(part, markup)
             if sent is not None:
                 ids.append(sent)
+            elif self.unreachable.is_set():
+                break
         return ids
 
     async def cancel(self) -> None:
@@ -225,14 +238,12 @@ class AnswerWriter:
         except (TelegramNetworkError, TelegramServerError) as exc:
             log.debug("chat %s: update failed: %s", self.chat_id, exc)
         except TelegramForbiddenError:
-            log.info("chat %s: the bot cannot write here", self.chat_id)
+            self._lost()
 
     async def _typing(self) -> None:
         await _wait(self._closed, TYPING_AFTER)  # a quick answer needs no "typing"
         while not self._has_text and not self._closed.is_set():
-            with contextlib.suppress(
-                TelegramBadRequest, TelegramNetworkError, TelegramServerError, TelegramRetryAfter
-            ):
+            try:
                 await self.bot(
                     SendChatAction(
                         chat_id=self.chat_id,
@@ -240,7 +251,24 @@ class AnswerWriter:
                         message_thread_id=self.thread_id,
                     )
                 )
+            except TelegramForbiddenError:
+                self._lost()
+            except (
+                TelegramBadRequest,
+                TelegramNetworkError,
+                TelegramServerError,
+                TelegramRetryAfter,
+            ):
+                pass
             await _wait(self._closed, TYPING_EVERY)
+
+    def _lost(self) -> None:
+        """A 403: stop updating, and tell whoever waits on ``unreachable``."""
+        if not self.unreachable.is_set():
+            log.info("chat %s: the bot cannot write here (blocked or removed)", self.chat_id)
+        self.unreachable.set()
+        self._closed.set()
+        self._changed.set()
 
     async def _stop(self) -> None:
         """Stop the loops, letting an update already on its way to Telegram land first
@@ -267,13 +295,17 @@ class AnswerWriter:
             log.info("chat %s: final edit refused (%s), sending anew", self.chat_id, exc.message)
             return None
         except TelegramForbiddenError:
-            return self.message_id
+            self._lost()
+            return None
         return self.message_id
 
     async def _final_send(self, part: Part, markup: InlineKeyboardMarkup | None) -> int | None:
         try:
             sent: Message = await self._deliver(lambda p: self._send(p, markup), part)
-        except (TelegramBadRequest, TelegramForbiddenError) as exc:
+        except TelegramForbiddenError:
+            self._lost()
+            return None
+        except TelegramBadRequest as exc:
             log.warning("chat %s: an answer could not be delivered: %s", self.chat_id, exc)
             return None
         return sent.message_id

@@ -68,10 +68,16 @@ class Outcome:
     message_ids: list[int]
     stopped: bool = False  # the user pressed Stop
     ttft: float | None = None  # seconds from the request to the first text
+    unreachable: bool = False  # Telegram refused with 403: blocked, or not in the group
 
     @property
     def ok(self) -> bool:
-        return self.error is None and not self.stopped and bool(self.text.strip())
+        return (
+            self.error is None
+            and not self.stopped
+            and not self.unreachable
+            and bool(self.text.strip())
+        )
 
 
 async def generate(
@@ -95,7 +101,8 @@ async def generate(
     closed), keeping what was written.
 
     ``refund()`` runs when no text reached the user (a failure, an early Stop, a
-    cancellation): such a request is free. ``on_complete(text)`` runs for a complete
+    cancellation, a user who blocked the bot): such a request is free. A 403 from
+    Telegram also ends the answer, as Stop does. ``on_complete(text)`` runs for a complete
     answer. Both run before the final message is delivered, so that what its buttons
     rely on is done by the time the user can press them.
     """
@@ -112,9 +119,10 @@ async def generate(
         waiters: set[asyncio.Future[Any]] = {stream}
         if stop is not None:
             waiters.add(asyncio.ensure_future(stop.wait()))
+        waiters.add(asyncio.ensure_future(writer.unreachable.wait()))
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        if not stream.done():  # Stop was pressed: close the upstream stream
-            stopped = True
+        if not stream.done():  # Stop, or nobody to write to: close the upstream stream
+            stopped = not writer.unreachable.is_set()
             stream.cancel()
             await asyncio.wait({stream})
         for waiter in waiters - {stream}:
@@ -159,8 +167,12 @@ async def generate(
     elif error is None and not stopped and on_complete is not None:
         await _bookkeep(model, on_complete, text)
     ids = await writer.finish(final, reply_markup=markup, footer=note)
+    unreachable = writer.unreachable.is_set()
+    if unreachable and text.strip() and not ids and not writer.reached:
+        await _bookkeep(model, refund)  # written, but none of it reached the user
     ttft = first_text[0] - started if first_text else None
-    return Outcome(text, error, usage[-1] if usage else None, elapsed, ids, stopped, ttft)
+    last = usage[-1] if usage else None
+    return Outcome(text, error, last, elapsed, ids, stopped, ttft, unreachable)
 
 
 async def _bookkeep(
