@@ -151,3 +151,20 @@ def test_pruning_forgets_no_chat_that_is_still_waiting(clock: Clock) -> None:
         if chat == 100:
             pacer.flood(OTHER, 1000)  # a long flood wait, still running at the end
     assert pacer.delay(OTHER) > 800
+
+
+def test_a_busy_minute_forgets_no_chat_in_it(clock: Clock) -> None:
+    """More chats within a minute than the register holds: none of them is forgotten
+    (a slowed chat stays slowed), and the idle ones before them are."""
+    pacer = Pacer()
+    for chat in range(5_000):  # idle since long ago: forgotten as the new ones come
+        pacer.claim(1_000_000 + chat, DRAFT_INTERVAL)
+    clock.advance(3600)
+    pacer.flood(OTHER, 1)  # slowed: twice the interval for a while
+    for chat in range(12_000):  # 12,000 chats within 12 seconds
+        pacer.claim(3_000_000 + chat, DRAFT_INTERVAL)
+        clock.advance(0.001)
+    clock.advance(2)
+    pacer.claim(OTHER, DRAFT_INTERVAL)
+    assert pacer.delay(OTHER) == pytest.approx(DRAFT_INTERVAL * 2)
+    assert len(pacer) == 12_001

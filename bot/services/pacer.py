@@ -8,6 +8,7 @@ chat waits out ``retry_after`` and then goes slower for a while.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 DRAFT_INTERVAL = 0.7  # private chats, sendMessageDraft
@@ -15,25 +16,34 @@ EDIT_INTERVAL = 1.0  # private chats, editMessageText
 GROUP_INTERVAL = 3.0  # groups allow about 20 messages a minute
 FIRST_INTERVAL = 0.3  # after a placeholder: the first text may show soon
 MAX_SLOWDOWN = 4.0
-_PRUNE_AT = 10_000
+_PRUNE_AT = 10_000  # chats remembered before the idle ones are forgotten
+_IDLE = 60.0  # seconds without an update after which a chat is idle
 
 
 @dataclass(slots=True)
 class _Slot:
     next_at: float = 0.0
     slowdown: float = 1.0
+    used_at: float = 0.0
 
 
 class Pacer:
     def __init__(self) -> None:
-        self._slots: dict[int, _Slot] = {}
+        # in order of use, least recent first: the idle chats are at the front
+        self._slots: OrderedDict[int, _Slot] = OrderedDict()
+
+    def __len__(self) -> int:
+        """How many chats are remembered."""
+        return len(self._slots)
 
     def _slot(self, chat_id: int) -> _Slot:
         slot = self._slots.get(chat_id)
         if slot is None:
-            if len(self._slots) >= _PRUNE_AT:
-                self._prune()
+            self._prune()
             slot = self._slots[chat_id] = _Slot()
+        else:
+            self._slots.move_to_end(chat_id)
+        slot.used_at = time.monotonic()
         return slot
 
     def delay(self, chat_id: int) -> float:
@@ -54,6 +64,16 @@ class Pacer:
         slot.slowdown = min(MAX_SLOWDOWN, slot.slowdown * 2)
 
     def _prune(self) -> None:
+        """Forget idle chats, from the front, once many are remembered: a constant cost
+        per new chat however many are active."""
+        if len(self._slots) < _PRUNE_AT:
+            return
         now = time.monotonic()
-        for chat_id in [c for c, s in self._slots.items() if s.next_at < now - 60]:
-            del self._slots[chat_id]
+        for _ in range(len(self._slots)):
+            chat_id, slot = next(iter(self._slots.items()))
+            if slot.used_at >= now - _IDLE:
+                return  # this one and every one after it were used since
+            if slot.next_at > now:
+                self._slots.move_to_end(chat_id)  # still waiting out a long flood: keep
+            else:
+                del self._slots[chat_id]
