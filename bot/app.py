@@ -84,7 +84,7 @@ class App:
         bot = make_bot(settings)
         core = Core.build(settings, catalog, redis, bot.id)
         bot.session.middleware(FloodCounter(core.metrics))
-        dispatcher = Dispatcher()
+        dispatcher = Dispatcher(disable_fsm=True)  # no conversation states: no FSM lookups
         in_flight = InFlight()
         app = cls(settings, core, bot, dispatcher, in_flight, {}, environ or {})
         dispatcher.update.outer_middleware(in_flight)

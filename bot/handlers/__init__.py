@@ -20,6 +20,8 @@ def get_routers() -> list[Router]:
         start,
     )
 
-    # `other` last: it answers whatever the feature routers did not take.
-    routers = (errors, start, admin, model, language, compare, limits, chat, media, other)
+    # `chat` first: most updates are chat messages, and its filter takes no command, so
+    # they need not pass every command's filter first. `other` last: it answers whatever
+    # the feature routers did not take.
+    routers = (errors, chat, start, admin, model, language, compare, limits, media, other)
     return [m.router() for m in routers]
