@@ -93,14 +93,15 @@ def compare_answer_keyboard(cid: str, model: ModelSpec, texts: Texts) -> InlineK
 
 class StopAnswer(CallbackData, prefix="st"):
     gen: int
+    part: int | None = None  # one model of a /compare; None: the whole answer
 
 
 class RetryAnswer(CallbackData, prefix="rt"):
     gen: int
 
 
-def stop_keyboard(gen_id: int, texts: Texts) -> InlineKeyboardMarkup:
-    return _row((texts.stop_button, StopAnswer(gen=gen_id)))
+def stop_keyboard(gen_id: int, texts: Texts, part: int | None = None) -> InlineKeyboardMarkup:
+    return _row((texts.stop_button, StopAnswer(gen=gen_id, part=part)))
 
 
 def retry_keyboard(gen_id: int, texts: Texts) -> InlineKeyboardMarkup:

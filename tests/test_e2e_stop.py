@@ -388,3 +388,66 @@ async def test_a_block_during_the_final_message_refunds_an_answer_nobody_saw(
         refused = await h.tg.wait_for("sendMessage", lambda c: c.chat_id == ann.id)
         assert refused.status == 403
         assert await credits_left(ann) == DAILY
+
+
+# --- Stop in /compare -----------------------------------------------------------------
+
+
+async def compare_streaming(
+    h: Harness, user: FakeUser, others: Reply
+) -> tuple[Script, dict[str, int]]:
+    """/compare with Mistral streaming a long answer and the others ``others``; once
+    Mistral's text shows: its script, and each model's message id by title."""
+    slow = long_script(80)
+    h.mistral.replies["mistral-test"] = Reply(chunks=slow, chunk_delay=0.1)
+    h.openai.replies["gpt-test"] = h.llama.replies["Llama-Test"] = others
+    await user.send("/compare which is best?")
+    await h.tg.wait_message(user.id, lambda m: m["text"].startswith("Mistral Test\nw00"))
+    ids = {m["text"].split("\n")[0]: m["message_id"] for m in user.bot_messages()}
+    return slow, ids
+
+
+async def finished(h: Harness, user: FakeUser, message_id: int) -> dict[str, Any]:
+    """The message once its buttons are no longer a Stop."""
+    return await h.tg.wait_message(
+        user.id,
+        lambda m: m["message_id"] == message_id and EN.stop_button not in str(button_labels(m)),
+        timeout=10,
+    )
+
+
+async def test_stop_under_one_compare_answer_stops_that_model_only(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with running_bot(redis_url, tmp_path) as h:
+        ann = h.tg.user(first_name="Ann")
+        short = Reply(text="a short answer", first_delay=0.5, chunk_delay=0.1)
+        slow, ids = await compare_streaming(h, ann, short)
+        at_stop = slow.taken
+        query = await ann.click(EN.stop_button, message_id=ids["Mistral Test"])
+        assert (await h.tg.wait_callback_answer(query["id"])).params.get("text") is None
+
+        stopped = await finished(h, ann, ids["Mistral Test"])
+        assert stopped["text"].startswith("Mistral Test\nw00")
+        assert stopped["text"].endswith(EN.stopped)
+        await until(lambda: slow.done)  # its stream was closed at once
+        assert slow.taken - at_stop <= 10 and slow.taken < len(slow), (at_stop, slow.taken)
+        for title in ("GPT Test", "Llama Test"):  # the others answered in full
+            answer = await finished(h, ann, ids[title])
+            assert answer["text"].startswith(f"{title}\na short answer"), answer["text"]
+            assert f"Continue with {title}" in str(button_labels(answer))
+
+
+async def test_slash_stop_stops_every_model_of_a_compare(redis_url: str, tmp_path: Path) -> None:
+    async with running_bot(redis_url, tmp_path) as h:
+        ann = h.tg.user(first_name="Ann")
+        others = long_script(80)  # both other models stream it
+        slow, ids = await compare_streaming(h, ann, Reply(chunks=others, chunk_delay=0.1))
+        at_stop = slow.taken + others.taken
+        await ann.send("/stop")
+        for message_id in ids.values():
+            stopped = await finished(h, ann, message_id)
+            assert stopped["text"].endswith(EN.stopped), stopped["text"]
+        await until(lambda: slow.done and others.done)  # every stream was closed at once
+        assert slow.taken + others.taken - at_stop <= 20, (at_stop, slow.taken, others.taken)
+        assert slow.taken < len(slow)

@@ -65,7 +65,8 @@ async def stop_pressed(
 ) -> None:
     """The Stop button under a streaming answer: its user's, nobody else's."""
     chat_id = query.message.chat.id if query.message is not None else query.from_user.id
-    if await generations.stop_own(chat_id, query.from_user.id, callback_data.gen):
+    user_id = query.from_user.id
+    if await generations.stop_own(chat_id, user_id, callback_data.gen, callback_data.part):
         await query.answer()
     else:
         await query.answer(texts.nothing_to_stop)

@@ -123,8 +123,7 @@ class CompareService:
             if len(models) < 2:
                 await target.say(bot, texts.compare_need_models)
                 return {}
-            with self.generations.running(gen_id) as stop:
-                return await self._compare(bot, target, models, question, texts, gen_id, stop)
+            return await self._compare(bot, target, models, question, texts, gen_id)
         finally:
             try:
                 await self.generations.unlock(target.chat_id, user_id)
@@ -139,7 +138,6 @@ class CompareService:
         question: str,
         texts: Texts,
         gen_id: int,
-        stop: asyncio.Event,
     ) -> dict[str, Outcome]:
         reservation = await self.quota.reserve(target.user_id, models)
         for model in models:
@@ -154,12 +152,13 @@ class CompareService:
         writers: list[AnswerWriter] = []
         for i, model in enumerate(granted):
             after = writers[-1].placed if writers else None
-            writers.append(self.writer(bot, target, texts, model, gen_id, i == 0, after))
+            writers.append(self.writer(bot, target, texts, model, gen_id, i, after))
         cid = secrets.token_hex(4)
+        user_id = target.user_id
         outcomes = await asyncio.gather(
             *(
-                self._ask(model, writer, question, texts, cid, target.user_id, reservation, stop)
-                for model, writer in zip(granted, writers, strict=True)
+                self._ask(model, writer, question, texts, cid, user_id, reservation, (gen_id, i))
+                for i, (model, writer) in enumerate(zip(granted, writers, strict=True))
             )
         )
         return {m.id: o for m, o in zip(granted, outcomes, strict=True)}
@@ -173,26 +172,28 @@ class CompareService:
         cid: str,
         user_id: int,
         reservation: Reservation,
-        stop: asyncio.Event,
+        generation: tuple[int, int],  # the comparison's id, and this model's number in it
     ) -> Outcome:
-        """One model's answer; its share of the reservation back if no text was shown."""
+        """One model's answer, stopped by its own Stop button or by /stop for all; its
+        share of the reservation back if no text was shown."""
         request = ChatRequest(model=model.name, messages=[Message(role="user", content=question)])
 
         async def keep(text: str) -> None:  # before its "Continue with" button shows
             await self.store.keep(user_id, cid, question, model.id, text)
 
-        outcome = await generate(
-            self.pool.for_model(model),
-            model,
-            request,
-            writer,
-            texts,
-            reply_markup=compare_answer_keyboard(cid, model, texts),
-            footer=True,
-            stop=stop,
-            refund=lambda: self.quota.refund(reservation, [model.id]),
-            on_complete=keep,
-        )
+        with self.generations.running(*generation) as stop:
+            outcome = await generate(
+                self.pool.for_model(model),
+                model,
+                request,
+                writer,
+                texts,
+                reply_markup=compare_answer_keyboard(cid, model, texts),
+                footer=True,
+                stop=stop,
+                refund=lambda: self.quota.refund(reservation, [model.id]),
+                on_complete=keep,
+            )
         self.core.metrics.observe(model, outcome)
         return outcome
 
@@ -203,9 +204,11 @@ class CompareService:
         texts: Texts,
         model: ModelSpec,
         gen_id: int,
-        typing: bool,
+        part: int,
         after: asyncio.Event | None,
     ) -> AnswerWriter:
+        """Model number ``part`` of the comparison ``gen_id``: an edited message under
+        its title, with its own Stop button; the first one shows "typing"."""
         title = model.title
         header = Part(f"{title}\n", [MessageEntity(type="bold", offset=0, length=utf16_len(title))])
         return AnswerWriter(
@@ -218,7 +221,7 @@ class CompareService:
             thread_id=target.thread_id,
             header=header,
             use_draft=False,
-            typing=typing,
-            stop_markup=stop_keyboard(gen_id, texts),
+            typing=part == 0,
+            stop_markup=stop_keyboard(gen_id, texts, part),
             after=after,
         )

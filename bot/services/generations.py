@@ -38,7 +38,8 @@ class Generations:
     def __init__(self, redis: Redis, bot_id: int) -> None:
         self.redis = redis
         self.channel = f"control:{bot_id}"
-        self._running: dict[int, asyncio.Event] = {}
+        # generation id -> part (a /compare model; 0 for a chat answer) -> its Stop
+        self._running: dict[int, dict[int, asyncio.Event]] = {}
         self._listener: asyncio.Task[None] | None = None
         self.on_reload: Callable[[], Awaitable[object]] | None = None
 
@@ -86,27 +87,41 @@ class Generations:
         await self.redis.delete(self.lock_key(chat_id, user_id))
 
     @contextlib.contextmanager
-    def running(self, gen_id: int) -> Iterator[asyncio.Event]:
-        """Register a generation in this process; yields the event that stops it."""
-        event = self._running[gen_id] = asyncio.Event()
+    def running(self, gen_id: int, part: int = 0) -> Iterator[asyncio.Event]:
+        """Register a generation, or one ``part`` of it (a /compare model), in this
+        process; yields the event that stops it."""
+        parts = self._running.setdefault(gen_id, {})
+        event = parts[part] = asyncio.Event()
         try:
             yield event
         finally:
-            self._running.pop(gen_id, None)
+            del parts[part]
+            if not parts:
+                del self._running[gen_id]
 
-    async def stop(self, gen_id: int) -> None:
-        """Stop a generation wherever it runs."""
-        if gen_id in self._running:
-            self._running[gen_id].set()
-            return
-        await self.redis.publish(self.channel, f"stop {gen_id}")
+    async def stop(self, gen_id: int, part: int | None = None) -> None:
+        """Stop a generation wherever it runs: all of it, or one ``part``."""
+        if not self._stop_here(gen_id, part):
+            await self.redis.publish(self.channel, f"stop {gen_id} {'' if part is None else part}")
 
-    async def stop_own(self, chat_id: int, user_id: int, gen_id: int) -> bool:
+    def _stop_here(self, gen_id: int, part: int | None) -> bool:
+        """Stop it if it runs in this process; whether it does."""
+        parts = self._running.get(gen_id)
+        if parts is None:
+            return False
+        for number, event in parts.items():
+            if part is None or number == part:
+                event.set()
+        return True
+
+    async def stop_own(
+        self, chat_id: int, user_id: int, gen_id: int, part: int | None = None
+    ) -> bool:
         """A Stop button: only its answer's own user may stop it (groups have others)."""
         raw = await self.redis.get(self.lock_key(chat_id, user_id))
         if raw is None or int(raw) != gen_id:
             return False
-        await self.stop(gen_id)
+        await self.stop(gen_id, part)
         return True
 
     async def stop_chat(self, chat_id: int, user_id: int) -> bool:
@@ -147,10 +162,9 @@ class Generations:
     async def _handle(self, data: object) -> None:
         text = data.decode() if isinstance(data, bytes) else str(data)
         command, _, argument = text.partition(" ")
-        if command == "stop" and argument.isdigit():
-            event = self._running.get(int(argument))
-            if event is not None:
-                event.set()
+        gen_id, _, part = argument.partition(" ")
+        if command == "stop" and gen_id.isdigit() and (part.isdigit() or not part):
+            self._stop_here(int(gen_id), int(part) if part else None)
         elif command == "reload" and self.on_reload is not None:
             try:
                 await self.on_reload()

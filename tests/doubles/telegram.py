@@ -1055,12 +1055,17 @@ class TelegramDouble(DoubleServer):
         self.push_update({"stopped_message_generation": stopped})
         return stopped
 
-    def press_button(self, sender: dict[str, Any], chat_id: int, label: str) -> dict[str, Any]:
-        """Press the inline button with this label on the latest bot message having it."""
+    def press_button(
+        self, sender: dict[str, Any], chat_id: int, label: str, message_id: int | None = None
+    ) -> dict[str, Any]:
+        """Press the inline button with this label on the latest bot message having it
+        (or on message ``message_id``)."""
         chat = self.chats[chat_id]
         labels: list[str] = []
-        for message_id in sorted(chat.messages, reverse=True):
-            message = chat.messages[message_id]
+        for number in sorted(chat.messages, reverse=True):
+            if message_id is not None and number != message_id:
+                continue
+            message = chat.messages[number]
             for button in _buttons(message):
                 labels.append(button["text"])
                 if button["text"] != label:
@@ -1206,9 +1211,12 @@ class FakeUser:
         """Edit one of this user's messages; the bot gets an ``edited_message``."""
         return self.tg.edit_message(message["chat"]["id"], message["message_id"], text)
 
-    async def click(self, label: str, *, chat: ChatRef = None) -> dict[str, Any]:
-        """Press an inline button by its visible label; returns the callback query."""
-        return self.tg.press_button(self.info, self._chat_id(chat), label)
+    async def click(
+        self, label: str, *, chat: ChatRef = None, message_id: int | None = None
+    ) -> dict[str, Any]:
+        """Press an inline button by its visible label (on the latest message that has
+        it, or on ``message_id``); returns the callback query."""
+        return self.tg.press_button(self.info, self._chat_id(chat), label, message_id)
 
     async def next_message(self, timeout: float = 5.0, *, chat: ChatRef = None) -> dict[str, Any]:
         """The next final message (sendMessage) the bot sent to this chat."""
