@@ -41,14 +41,14 @@ class MistralProvider(HttpProvider):
     async def _stream_once(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         finished = False
         async for event in self._events("chat/completions", self._payload(request)):
-            chunk = self._chunk(event)
-            if chunk.finish_reason == "error":
-                if chunk.text:
-                    yield Chunk(text=chunk.text)
+            text, finish, usage = self._parts(event)
+            if finish == "error":
+                if text:
+                    yield Chunk(text)
                 raise UnavailableError(f"{self.name}: the model stopped with an error")
-            if chunk.text or chunk.finish_reason is not None or chunk.usage is not None:
-                yield chunk
-            finished = finished or chunk.finish_reason is not None
+            if text or finish is not None or usage is not None:
+                yield Chunk(text, finish, usage)
+            finished = finished or finish is not None
         if not finished:
             raise UnavailableError(f"{self.name}: the stream ended before the answer finished")
 
@@ -68,8 +68,9 @@ class MistralProvider(HttpProvider):
             payload["max_tokens"] = request.max_tokens
         return payload
 
-    def _chunk(self, event: Any) -> Chunk:
-        """One SSE event as a chunk, possibly empty (a role-only delta)."""
+    def _parts(self, event: Any) -> tuple[str, str | None, Usage | None]:
+        """One SSE event's text (possibly empty: a role-only delta), finish reason and
+        usage. Runs for every piece of an answer: the usual event takes the short path."""
         if not isinstance(event, dict):
             raise UnavailableError(f"{self.name}: unexpected stream event from the API")
         choices = event.get("choices")
@@ -77,12 +78,14 @@ class MistralProvider(HttpProvider):
         if not isinstance(choice, dict):
             raise UnavailableError(f"{self.name}: unexpected stream event from the API")
         delta = choice.get("delta")
-        text = _visible_text(delta.get("content")) if isinstance(delta, dict) else ""
+        content = delta.get("content") if isinstance(delta, dict) else None
+        text = content if isinstance(content, str) else _visible_text(content)
         finish = choice.get("finish_reason")
-        return Chunk(
-            text=text,
-            finish_reason=finish if isinstance(finish, str) else None,
-            usage=_usage(event.get("usage")),
+        usage = event.get("usage")
+        return (
+            text,
+            finish if isinstance(finish, str) else None,
+            None if usage is None else _usage(usage),
         )
 
     def _error(self, status: int, body: str, headers: Mapping[str, str]) -> ProviderError:
