@@ -266,6 +266,28 @@ async def test_a_photo_without_caption_asks_to_describe_it(redis_url: str, tmp_p
         assert_token_never_left(h)
 
 
+async def test_a_failed_photo_turn_is_retried_with_the_photo_fetched_again(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with running_bot(redis_url, tmp_path, daily_limit=10, extra_catalog=MEDIA) as h:
+        ann = h.tg.user(first_name="Ann")
+        await ann.send("/model seer-openai")
+        await ann.next_message()
+        h.openai.queue.append(Reply(status=401, error="bad key"))
+        await ann.send_photo(PHOTO, caption="what is this?")
+        failed = await ann.next_message(timeout=10)
+        assert button_labels(failed) == [[EN.retry_button]]
+        fetched = len(h.tg.calls("getFile"))
+
+        await ann.click(EN.retry_button)
+        assert (await ann.next_message(timeout=10))["text"] == "echo: what is this?"
+        assert len(h.tg.calls("getFile")) == fetched + 1  # downloaded again, never kept
+        assert [i.data for i in h.openai.images] == [PHOTO, PHOTO]
+        assert not any(PHOTO.hex() in k for k in map(str, await h.app.redis.keys("*")))
+        assert_token_never_left(h)
+        assert "Today: 9 of 10 credits left." in await limits_text(ann)  # the failure was free
+
+
 async def test_a_photo_to_a_model_without_vision_gets_the_hint(
     redis_url: str, tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ from bot.keyboards import RetryAnswer, StopAnswer
 from bot.services.chat import ChatService, Target
 from bot.services.generations import Generations
 from bot.services.history import History
+from bot.services.media import MediaService
 from bot.services.paste import Pastes
 from bot.texts import Texts
 
@@ -84,8 +85,10 @@ async def retry_pressed(
     texts: Texts,
     generations: Generations,
     chat_service: ChatService,
+    media_service: MediaService,
 ) -> None:
-    """Ask again what failed or was stopped, as a new message in the same chat."""
+    """Ask again what failed or was stopped, as a new message in the same chat (a
+    photo is downloaded from Telegram again)."""
     message = query.message
     kept = await generations.take_retry(query.from_user.id, callback_data.gen)
     if kept is None or message is None:
@@ -101,4 +104,8 @@ async def retry_pressed(
         private=message.chat.type == "private",
         thread_id=message.message_thread_id if isinstance(message, Message) else None,
     )
-    await chat_service.answer(bot, target, kept[1], texts)
+    if kept.photo is not None:
+        photo = kept.photo
+        await media_service.see(bot, target, photo.file_id, None, photo.mime, kept.prompt, texts)
+    else:
+        await chat_service.answer(bot, target, kept.prompt, texts)

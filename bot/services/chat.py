@@ -21,7 +21,7 @@ from bot.catalog import ModelSpec
 from bot.keyboards import retry_keyboard, stop_keyboard
 from bot.services.answer_writer import AnswerWriter
 from bot.services.generate import Outcome, generate
-from bot.services.generations import new_id
+from bot.services.generations import Photo, Retry, new_id
 from bot.services.history import fit_context
 from bot.services.media import vision_hint
 from bot.services.paste import join
@@ -103,14 +103,15 @@ class ChatService:
         texts: Texts,
         images: Sequence[Image] = (),
         shown: str | None = None,
+        photo: Photo | None = None,
     ) -> Outcome | None:
         """Answer ``prompt`` (after any parts of a long paste held before it) with the
         user's model; None when it could not be asked (too long, a limit, a model that
         can't see the ``images``, or an answer already being written in this chat).
 
         ``images`` go to the model with the prompt; the history keeps only ``shown`` in
-        their place (e.g. "[photo] caption"), never their bytes, and such a turn has no
-        Retry (its images are not kept)."""
+        their place (e.g. "[photo] caption"), never their bytes. Such a turn has a Retry
+        only when it is one Telegram ``photo``, which Retry downloads again."""
         chat_id, user_id = target.chat_id, target.user_id
         gen_id = new_id()
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -130,6 +131,8 @@ class ChatService:
         if target.message_id is not None:
             held = await self.core.pastes.complete(chat_id, user_id, target.message_id, held)
         question = Message(role="user", content=join(held, prompt), images=tuple(images))
+        retryable = not images or (photo is not None and len(images) == 1)
+        retry = Retry(chat_id, question.content, photo) if retryable else None
         kept = Message(role="user", content=join(held, shown)) if images and shown else question
         try:
             if images and not model.vision:
@@ -155,13 +158,13 @@ class ChatService:
                     request,
                     writer,
                     texts,
-                    retry_markup=None if images else retry_keyboard(gen_id, texts),
+                    retry_markup=retry_keyboard(gen_id, texts) if retry else None,
                     stop=stop,
                     refund=lambda: self.quota.refund(reservation, [model.id]),
                 )
             self.metrics.observe(model, outcome)
         finally:
-            await self._record(target, gen_id, kept, model, outcome, retry=not images)
+            await self._record(target, gen_id, kept, model, outcome, retry)
         return outcome
 
     async def _record(
@@ -171,7 +174,7 @@ class ChatService:
         question: Message,
         model: ModelSpec,
         outcome: Outcome | None,
-        retry: bool = True,
+        retry: Retry | None,
     ) -> None:
         """Give the chat back, keep the exchange (or the request, for Retry), count it."""
         chat_id, user_id = target.chat_id, target.user_id
@@ -187,8 +190,8 @@ class ChatService:
                 if outcome is not None and outcome.ok:
                     answer = Message(role="assistant", content=outcome.text)
                     self.history.queue_append(pipe, chat_id, user_id, question, answer)
-                elif outcome is not None and retry:
-                    self.generations.queue_retry(pipe, chat_id, user_id, gen_id, question.content)
+                elif outcome is not None and retry is not None:
+                    self.generations.queue_retry(pipe, user_id, gen_id, retry)
                 await pipe.execute()
         except Exception as exc:  # the answer is delivered: don't tell the user otherwise
             log.error("chat %s: could not record the outcome in Redis: %s", chat_id, exc)

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -27,6 +29,37 @@ log = logging.getLogger(__name__)
 LOCK_SECONDS = 600  # the longest an answer may hold its chat
 RETRY_SECONDS = 24 * 3600  # how long a failed request can be retried
 LOCK_PATIENCE = 2.0  # how long a message waits for the answer before it to finish
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    """A photo of a chat turn, as Telegram keeps it: Retry downloads it again (the bot
+    never keeps image bytes)."""
+
+    file_id: str
+    mime: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """What a Retry button asks again."""
+
+    chat_id: int
+    prompt: str  # the text; a photo's caption
+    photo: Photo | None = None
+
+    def dump(self) -> str:
+        photo = [self.photo.file_id, self.photo.mime] if self.photo is not None else None
+        return json.dumps({"chat": self.chat_id, "prompt": self.prompt, "photo": photo})
+
+    @classmethod
+    def load(cls, raw: str) -> Retry:
+        if not raw.startswith("{"):  # kept by an earlier version: "<chat>\n<prompt>"
+            chat, _, prompt = raw.partition("\n")
+            return cls(int(chat), prompt)
+        data = json.loads(raw)
+        photo = Photo(*data["photo"]) if data.get("photo") else None
+        return cls(int(data["chat"]), str(data["prompt"]), photo)
 
 
 def new_id() -> int:
@@ -70,18 +103,15 @@ class Generations:
     def queue_unlock(self, pipe: Pipeline, chat_id: int, user_id: int) -> None:
         pipe.delete(self.lock_key(chat_id, user_id))
 
-    def queue_retry(
-        self, pipe: Pipeline, chat_id: int, user_id: int, gen_id: int, prompt: str
-    ) -> None:
+    def queue_retry(self, pipe: Pipeline, user_id: int, gen_id: int, retry: Retry) -> None:
         """Keep a failed or stopped request so that its Retry button can ask again."""
-        pipe.set(self.retry_key(user_id, gen_id), f"{chat_id}\n{prompt}", ex=RETRY_SECONDS)
+        pipe.set(self.retry_key(user_id, gen_id), retry.dump(), ex=RETRY_SECONDS)
 
-    async def take_retry(self, user_id: int, gen_id: int) -> tuple[int, str] | None:
+    async def take_retry(self, user_id: int, gen_id: int) -> Retry | None:
         raw = await self.redis.getdel(self.retry_key(user_id, gen_id))
         if raw is None:
             return None
-        chat, _, prompt = (raw.decode() if isinstance(raw, bytes) else raw).partition("\n")
-        return int(chat), prompt
+        return Retry.load(raw.decode() if isinstance(raw, bytes) else raw)
 
     async def unlock(self, chat_id: int, user_id: int) -> None:
         await self.redis.delete(self.lock_key(chat_id, user_id))

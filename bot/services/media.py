@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from bot.catalog import Catalog, ModelSpec
 from bot.render import utf16_len
 from bot.services.generate import describe
+from bot.services.generations import Photo
 from bot.texts import Texts
 from providers import Image, ProviderError
 
@@ -221,6 +222,7 @@ class MediaService:
             texts,
             images=(Image(data, mime),),
             shown=shown,
+            photo=Photo(file_id, mime),
         )
 
     # -- voice -----------------------------------------------------------------------
