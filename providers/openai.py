@@ -113,7 +113,7 @@ class OpenAIProvider(Provider):
         # rest of a turn), and would build a typed ChatCompletionChunk per event (ten
         # times the CPU of reading the stream). The body is built and the SSE parsed here.
         with self._mapped_errors():
-            # Entered by hand: an error on the way in is mapped, one on the way out ignored.
+            # the response comes back unread: its reads are mapped one by one below
             sent = self._client.post(
                 "/chat/completions",
                 cast_to=httpx2.Response,
