@@ -14,7 +14,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from providers.base import ChatRequest, Chunk, Message, Usage
+from providers.base import ChatRequest, Chunk, Usage
 from providers.errors import (
     ModelNotFoundError,
     ProviderError,
@@ -22,7 +22,7 @@ from providers.errors import (
     short,
 )
 from providers.http import HttpProvider
-from providers.media import data_url, images_of
+from providers.media import chat_message
 
 # The API accepts temperatures from 0 to 1 only.
 _MAX_TEMPERATURE = 1.0
@@ -81,7 +81,7 @@ class LlamaProvider(HttpProvider):
 def _payload(request: ChatRequest) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "model": request.model,
-        "messages": [_message(m) for m in request.messages],
+        "messages": [chat_message(m) for m in request.messages],
         "stream": True,
     }
     if request.temperature is not None:
@@ -89,19 +89,6 @@ def _payload(request: ChatRequest) -> dict[str, Any]:
     if request.max_tokens is not None:
         payload["max_completion_tokens"] = request.max_tokens
     return payload
-
-
-def _message(message: Message) -> dict[str, Any]:
-    """One message on the wire: its text, or for a user's images a list of content items
-    (the text, then ``{"type": "image_url", "image_url": {"url": "data:..."}}`` per image)."""
-    images = images_of(message)
-    if not images:
-        return {"role": message.role, "content": message.content}
-    parts: list[dict[str, Any]] = []
-    if message.content:
-        parts.append({"type": "text", "text": message.content})
-    parts.extend({"type": "image_url", "image_url": {"url": data_url(i)}} for i in images)
-    return {"role": message.role, "content": parts}
 
 
 def _usage(metrics: list[Any]) -> Usage | None:

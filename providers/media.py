@@ -6,6 +6,7 @@ A Telegram file URL holds the bot's token, so images always travel as their byte
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from providers.base import Image, Message
 
@@ -29,3 +30,20 @@ def data_url(image: Image) -> str:
 def images_of(message: Message) -> tuple[Image, ...]:
     """The images a message carries on the wire: a user's only (no API takes others)."""
     return message.images if message.role == "user" else ()
+
+
+def chat_message(message: Message, *, url_object: bool = True) -> dict[str, Any]:
+    """One message as the OpenAI-style chat APIs (OpenAI, Llama, Mistral) take it: its
+    text, or for a user's images a list of parts: the text, then one ``image_url`` part
+    per image holding a base64 ``data:`` URL, as ``{"url": ...}`` or (Mistral,
+    ``url_object=False``) the URL itself."""
+    images = images_of(message)
+    if not images:
+        return {"role": message.role, "content": message.content}
+    parts: list[dict[str, Any]] = []
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    for image in images:
+        url = data_url(image)
+        parts.append({"type": "image_url", "image_url": {"url": url} if url_object else url})
+    return {"role": message.role, "content": parts}

@@ -22,7 +22,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from providers.base import ChatRequest, Chunk, Message, Usage
+from providers.base import ChatRequest, Chunk, Usage
 from providers.errors import (
     ModelNotFoundError,
     ProviderError,
@@ -30,7 +30,7 @@ from providers.errors import (
     short,
 )
 from providers.http import HttpProvider
-from providers.media import data_url, images_of
+from providers.media import chat_message
 
 
 class MistralProvider(HttpProvider):
@@ -59,7 +59,7 @@ class MistralProvider(HttpProvider):
     def _payload(request: ChatRequest) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": request.model,
-            "messages": [_message(m) for m in request.messages],
+            "messages": [chat_message(m, url_object=False) for m in request.messages],
             "stream": True,
         }
         if request.temperature is not None:
@@ -98,19 +98,6 @@ class MistralProvider(HttpProvider):
         if kind == "invalid_model" or message.lower().startswith("invalid model"):
             return ModelNotFoundError(f"{self.name}: HTTP {status}: {short(text)}", status=status)
         return super()._error(status, text, headers)
-
-
-def _message(message: Message) -> dict[str, Any]:
-    """One message on the wire: its text, or for a user's images a list of chunks (the
-    text, then one ``image_url`` chunk per image whose value is a base64 ``data:`` URL)."""
-    images = images_of(message)
-    if not images:
-        return {"role": message.role, "content": message.content}
-    parts: list[dict[str, Any]] = []
-    if message.content:
-        parts.append({"type": "text", "text": message.content})
-    parts.extend({"type": "image_url", "image_url": data_url(image)} for image in images)
-    return {"role": message.role, "content": parts}
 
 
 def _visible_text(content: Any) -> str:

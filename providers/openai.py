@@ -23,7 +23,7 @@ import anyio
 import httpx2
 import openai
 
-from providers.base import ChatRequest, Chunk, Message, Provider, ProviderConfig, Usage
+from providers.base import ChatRequest, Chunk, Provider, ProviderConfig, Usage
 from providers.codec import loads
 from providers.errors import (
     ContextTooLongError,
@@ -34,7 +34,7 @@ from providers.errors import (
     parse_retry_after,
     short,
 )
-from providers.media import data_url, images_of
+from providers.media import chat_message
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class OpenAIProvider(Provider):
     async def _stream_once(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         body: dict[str, Any] = {
             "model": request.model,
-            "messages": [_message(m) for m in request.messages],
+            "messages": [chat_message(m) for m in request.messages],
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -364,17 +364,6 @@ class OpenAIProvider(Provider):
 def _answers_base64(model: str) -> bool:
     """Whether the model always answers base64 and refuses ``response_format`` (gpt-image)."""
     return "gpt-image" in model.lower()
-
-
-def _message(message: Message) -> dict[str, Any]:
-    """One message on the wire: its text, or for a user's images a list of content parts
-    (the text, then one ``image_url`` part per image holding a base64 ``data:`` URL)."""
-    content: str | list[dict[str, Any]] = message.content
-    images = images_of(message)
-    if images:
-        content = [{"type": "text", "text": message.content}] if message.content else []
-        content.extend({"type": "image_url", "image_url": {"url": data_url(i)}} for i in images)
-    return {"role": message.role, "content": content}
 
 
 def _split_lines(buffer: bytes) -> tuple[list[bytes], bytes]:
