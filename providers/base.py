@@ -12,13 +12,15 @@ import contextlib
 import logging
 import random
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeVar
 
 from providers.errors import ProviderError, RateLimitedError, UnsupportedError
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 Role = Literal["system", "user", "assistant"]
 
@@ -123,12 +125,7 @@ class Provider(ABC):
                 return
             except ProviderError as exc:
                 await _aclose(stream)
-                delay = self._retry_delay(exc, attempt)
-                if delay is None:
-                    raise
-                attempt += 1
-                log.info("%s: %s, retry %d in %.2fs", self.name, type(exc).__name__, attempt, delay)
-                await asyncio.sleep(delay)
+                attempt = await self._back_off(exc, attempt)
                 continue
             try:
                 yield first
@@ -137,6 +134,25 @@ class Provider(ABC):
             finally:
                 await _aclose(stream)
             return
+
+    async def _retrying(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        """One non-streamed call (an image, a transcript) with the same retry policy."""
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except ProviderError as exc:
+                attempt = await self._back_off(exc, attempt)
+
+    async def _back_off(self, exc: ProviderError, attempt: int) -> int:
+        """After failed attempt number ``attempt``: wait before the next one and return
+        its number, or raise ``exc`` when it is not to be retried."""
+        delay = self._retry_delay(exc, attempt)
+        if delay is None:
+            raise exc
+        log.info("%s: %s, retry %d in %.2fs", self.name, type(exc).__name__, attempt + 1, delay)
+        await asyncio.sleep(delay)
+        return attempt + 1
 
     def _retry_delay(self, exc: ProviderError, attempt: int) -> float | None:
         if not exc.retryable or attempt >= self.config.max_retries:

@@ -11,13 +11,12 @@ never pays for the import.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, cast
 
 import anyio
 import httpx2
@@ -37,8 +36,6 @@ from providers.errors import (
 from providers.media import chat_message
 
 log = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 # The least time an image is waited for: it arrives whole, after up to a minute or two
 # of silence, where a chat stream's timeout is the longest gap between its chunks.
@@ -220,20 +217,6 @@ class OpenAIProvider(Provider):
         if not isinstance(text, str):
             raise UnavailableError(f"{self.name}: the transcription API sent no text")
         return text
-
-    async def _retrying(self, attempt: Callable[[], Awaitable[_T]]) -> _T:
-        """One non-streamed call with the chat retry policy (``Provider._retry_delay``)."""
-        tries = 0
-        while True:
-            try:
-                return await attempt()
-            except ProviderError as exc:
-                delay = self._retry_delay(exc, tries)
-                if delay is None:
-                    raise
-                tries += 1
-                log.info("%s: %s, retry %d in %.2fs", self.name, type(exc).__name__, tries, delay)
-                await asyncio.sleep(delay)
 
     def _object(self, body: bytes) -> dict[str, Any]:
         """A JSON object response body; UnavailableError for anything else."""
