@@ -20,7 +20,7 @@ from bot.texts import texts_for
 
 class TextsMiddleware(BaseMiddleware):
     """Gives every handler ``texts``: in the language the user chose with /language, or
-    else their Telegram app's.
+    else their Telegram app's; and that choice itself as ``chosen_language`` (None: none).
 
     A chat message (text that is not a command) skips the lookup: the chat turn reads
     the choice with the rest of the user's preferences, in a round trip it makes anyway
@@ -39,6 +39,7 @@ class TextsMiddleware(BaseMiddleware):
             # Redis down: the Telegram language; the handler reports the outage
             with contextlib.suppress(RedisError):
                 chosen = await prefs.language(user.id)
+        data["chosen_language"] = chosen
         data["texts"] = texts_for(user.language_code if user else None, chosen)
         return await handler(event, data)
 

@@ -42,7 +42,11 @@ def _choose_text(texts: Texts) -> str:
 
 
 async def language_command(
-    message: Message, command: CommandObject, texts: Texts, prefs: Prefs
+    message: Message,
+    command: CommandObject,
+    texts: Texts,
+    prefs: Prefs,
+    chosen_language: str | None,
 ) -> None:
     assert message.from_user is not None
     wanted = (command.args or "").strip().lower()
@@ -50,9 +54,10 @@ async def language_command(
         _, said = await _pick(message.from_user, wanted, prefs, texts)
         await message.answer(said)
         return
-    chosen = await prefs.language(message.from_user.id)
     await message.answer(
-        _choose_text(texts), parse_mode="HTML", reply_markup=language_keyboard(chosen, texts)
+        _choose_text(texts),
+        parse_mode="HTML",
+        reply_markup=language_keyboard(chosen_language, texts),
     )
 
 
