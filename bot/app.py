@@ -1,6 +1,7 @@
-"""Composition root: Redis, the Bot and the services (``Core``) built once; an outer
-middleware hands the current services to every update as keyword arguments (aiogram
-injects them into handlers by parameter name), so that /reload can swap them."""
+"""Composition root: Redis, the Bot and the stores (``Core``) built once, the services
+built on them (:func:`services`); an outer middleware hands the current services to
+every update as keyword arguments (aiogram injects them into handlers by parameter
+name), so that /reload can swap them."""
 
 from __future__ import annotations
 
@@ -21,16 +22,21 @@ from redis.backoff import ExponentialBackoff
 from bot import redact
 from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.handlers import get_routers
-from bot.metrics import FloodCounter, UpdateCounter
+from bot.metrics import FloodCounter, Metrics, UpdateCounter
 from bot.metrics import serve as serve_metrics
-from bot.middlewares import InFlight, PasteArrivals, TextsMiddleware
+from bot.middlewares import ButtonOwner, InFlight, PasteArrivals, TextsMiddleware, UpdateDedup
+from bot.services.admission import Admission
+from bot.services.answers import Answers
+from bot.services.chat import ChatService
+from bot.services.compare import CompareService
 from bot.services.core import Core
 from bot.services.generations import Generations
+from bot.services.media import MediaService
 from bot.services.pool import ProviderPool
 from bot.settings import Settings, environ_with_dotenv
 from bot.telegram import make_bot
 from bot.texts import EN, LANGUAGES
-from bot.webhook import health, run_webhook
+from bot.webhook import run_webhook
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +69,10 @@ class App:
     def generations(self) -> Generations:
         return self.core.generations
 
+    @property
+    def metrics(self) -> Metrics:
+        return self.core.metrics
+
     @classmethod
     def build(
         cls, settings: Settings, catalog: Catalog, environ: dict[str, str] | None = None
@@ -81,25 +91,32 @@ class App:
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
         )
         redis = Redis(connection_pool=connections)
-        bot = make_bot(settings)
+        bot, patient = make_bot(settings)
         core = Core.build(settings, catalog, redis, bot.id)
+        patient.on_flood = core.pacer.flood
         bot.session.middleware(FloodCounter(core.metrics))
         dispatcher = Dispatcher(disable_fsm=True)  # no conversation states: no FSM lookups
         in_flight = InFlight()
         app = cls(settings, core, bot, dispatcher, in_flight, {}, environ or {})
-        dispatcher.update.outer_middleware(in_flight)
-        dispatcher.update.outer_middleware(PasteArrivals(core.pastes))
-        # the services of the current catalog (``/reload`` swaps them), for each update
-        dispatcher.update.outer_middleware(app.inject)
-        dispatcher.update.outer_middleware(UpdateCounter(core.metrics))
-        dispatcher.update.outer_middleware(TextsMiddleware())
+        middlewares: list[Any] = [
+            in_flight,
+            PasteArrivals(core.pastes),  # before any I/O: in delivery order
+            # an update Telegram delivered twice (webhooks only: polling's offset can't)
+            *([UpdateDedup(redis)] if settings.webhook_url else []),
+            app.inject,  # the services of the current catalog (``/reload`` swaps them)
+            UpdateCounter(core.metrics),
+            TextsMiddleware(),
+        ]
+        for middleware in middlewares:
+            dispatcher.update.outer_middleware(middleware)
+        dispatcher.callback_query.outer_middleware(ButtonOwner())
         dispatcher.include_routers(*get_routers())
         app.services = app._services()
         core.generations.on_reload = app.reload
         return app
 
     def _services(self) -> dict[str, Any]:
-        return {**self.core.handler_kwargs(), "reload_catalog": self.reload_everywhere}
+        return {**services(self.core), "reload_catalog": self.reload_everywhere}
 
     async def inject(
         self,
@@ -152,7 +169,7 @@ class App:
         if self.settings.metrics_port is not None:
             metrics = await serve_metrics(
                 self.core.metrics,
-                lambda: health(self.redis),
+                self.redis,
                 self.settings.webhook_host,
                 self.settings.metrics_port,
             )
@@ -182,6 +199,38 @@ class App:
             await pool.aclose()
         await self.bot.session.close()
         await self.redis.aclose(close_connection_pool=True)
+
+
+def services(core: Core) -> dict[str, Any]:
+    """What handlers may ask for by parameter name (aiogram's injection): the stores,
+    and the services built on them for the current catalog."""
+    settings, redis, catalog = core.settings, core.redis, core.catalog
+    admission = Admission(
+        redis, catalog, core.quota, core.stats, core.metrics, settings.max_prompt_chars
+    )
+    answers = Answers(admission, core.pool, core.pacer, core.generations, core.metrics)
+    chat = ChatService(
+        redis, catalog, core.prefs, core.history, core.generations, core.pastes, admission, answers
+    )
+    compare = CompareService(
+        redis, catalog, core.prefs, core.generations, admission, answers, core.compare_store
+    )
+    media = MediaService(catalog, core.prefs, admission, answers, chat, settings.voice_max_seconds)
+    return {
+        "settings": settings,
+        "catalog": catalog,
+        "redis": redis,
+        "prefs": core.prefs,
+        "history": core.history,
+        "quota": core.quota,
+        "generations": core.generations,
+        "stats": core.stats,
+        "pastes": core.pastes,
+        "compare_store": core.compare_store,
+        "chat_service": chat,
+        "compare_service": compare,
+        "media_service": media,
+    }
 
 
 def tune_gc() -> None:

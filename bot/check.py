@@ -75,7 +75,7 @@ async def _check_redis(settings: Settings) -> Row:
 
 
 async def _check_telegram(settings: Settings) -> Row:
-    bot = make_bot(settings)
+    bot, _ = make_bot(settings)
     try:
         me = await asyncio.wait_for(bot.get_me(), TIMEOUT)
         return Row("telegram", True, f"getMe ok: @{me.username} ({settings.telegram_api_url})")

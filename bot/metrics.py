@@ -1,8 +1,10 @@
-"""Prometheus metrics: one registry per app, served as ``/metrics`` on the webhook server
-or, in polling mode, on METRICS_PORT (with ``/healthz`` beside it)."""
+"""Prometheus metrics: one registry per app, served as ``/metrics`` beside ``/healthz``:
+on the webhook server, or in polling mode on METRICS_PORT."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,9 +21,13 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bot.catalog import ModelSpec
-from bot.services.generate import Outcome
+from bot.services.outcome import Outcome
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
 
@@ -122,20 +128,35 @@ class UpdateCounter:
         return await handler(event, data)
 
 
-async def serve(
-    metrics: Metrics,
-    health: Callable[[], Awaitable[web.Response]],
-    host: str,
-    port: int,
-) -> web.AppRunner:
-    """Polling mode: ``/metrics`` and ``/healthz`` on their own port."""
-    web_app = web.Application()
-    web_app.router.add_get("/metrics", metrics.handle)
+HEALTH_PATH = "/healthz"
+HEALTH_TIMEOUT_SECONDS = 3.0
+
+
+async def health(redis: Redis) -> web.Response:
+    """200 ``ok`` when Redis answers PING, 503 otherwise."""
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            await redis.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        log.warning("health: Redis does not answer: %s", exc)
+        return web.Response(status=503, text="redis unavailable")
+    return web.Response(text="ok")
+
+
+def add_routes(web_app: web.Application, metrics: Metrics, redis: Redis) -> None:
+    """``/metrics`` and ``/healthz`` on a server (the webhook's, or their own)."""
 
     async def healthz(request: web.Request) -> web.Response:
-        return await health()
+        return await health(redis)
 
-    web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_get("/metrics", metrics.handle)
+    web_app.router.add_get(HEALTH_PATH, healthz)
+
+
+async def serve(metrics: Metrics, redis: Redis, host: str, port: int) -> web.AppRunner:
+    """Polling mode: ``/metrics`` and ``/healthz`` on their own port."""
+    web_app = web.Application()
+    add_routes(web_app, metrics, redis)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -10,7 +10,7 @@ replicas sharing one Redis.
 - ``GET /metrics``: the Prometheus metrics of this replica.
 
 An update that Telegram delivers twice (its 200 got lost, or it went to two replicas) is
-handled once: :class:`UpdateDedup` claims ``dedup:<bot id>:<update_id>`` in Redis first.
+handled once: :class:`bot.middlewares.UpdateDedup` claims it in Redis first.
 
 Shutdown: the server stops taking requests, then :meth:`bot.app.App.close` gives the
 answers in flight the grace period. The webhook stays set: other replicas keep serving it.
@@ -24,26 +24,20 @@ import hmac
 import json
 import logging
 import signal
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from aiogram import BaseMiddleware, Bot, Dispatcher
+from aiogram import Bot, Dispatcher
 from aiogram.methods import TelegramMethod
-from aiogram.types import TelegramObject, Update
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-if TYPE_CHECKING:
-    from bot.app import App
+from bot.metrics import HEALTH_PATH, Metrics, add_routes
+from bot.settings import Settings
 
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
-HEALTH_PATH = "/healthz"
-DEDUP_TTL_SECONDS = 86_400  # Telegram gives up redelivering an update long before a day
-HEALTH_TIMEOUT_SECONDS = 3.0
 # How long a request may still take once shutdown began (ours return at once; this only
 # ends requests that wait for a handler slot: Telegram delivers those again).
 REQUEST_SHUTDOWN_SECONDS = 1.0
@@ -52,38 +46,6 @@ REQUEST_SHUTDOWN_SECONDS = 1.0
 def webhook_path(url: str) -> str:
     """The path the server answers on: that of ``WEBHOOK_URL`` (``/`` when it has none)."""
     return urlsplit(url).path or "/"
-
-
-class UpdateDedup(BaseMiddleware):
-    """Outer update middleware: an update id seen before (by any replica) is dropped.
-
-    ``SET dedup:<bot id>:<update_id> 1 NX EX 86400``; when Redis does not answer the
-    update goes through, so that the normal Redis-down handling tells the user.
-    """
-
-    def __init__(self, redis: Redis, ttl: int = DEDUP_TTL_SECONDS) -> None:
-        self.redis = redis
-        self.ttl = ttl
-
-    async def __call__(
-        self,
-        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
-        event: TelegramObject,
-        data: dict[str, Any],
-    ) -> Any:
-        if not isinstance(event, Update):
-            return await handler(event, data)
-        bot: Bot = data["bot"]
-        key = f"dedup:{bot.id}:{event.update_id}"
-        try:
-            first = await self.redis.set(key, 1, nx=True, ex=self.ttl)
-        except RedisError as exc:
-            log.warning("update %s: cannot check for a duplicate: %s", event.update_id, exc)
-            first = True
-        if not first:
-            log.info("update %s: a duplicate, skipped", event.update_id)
-            return None
-        return await handler(event, data)
 
 
 class UpdateReceiver:
@@ -142,17 +104,23 @@ class UpdateReceiver:
             await asyncio.wait(set(self.tasks))
 
 
-async def health(redis: Redis) -> web.Response:
-    try:
-        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
-            await redis.ping()
-    except (RedisError, OSError, TimeoutError) as exc:
-        log.warning("health: Redis does not answer: %s", exc)
-        return web.Response(status=503, text="redis unavailable")
-    return web.Response(text="ok")
+class Served(Protocol):
+    """What the webhook server needs of the app (:class:`bot.app.App`)."""
+
+    settings: Settings
+    bot: Bot
+    dispatcher: Dispatcher
+
+    @property
+    def redis(self) -> Redis: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    async def set_commands(self) -> None: ...
 
 
-def build_web_app(app: App, receiver: UpdateReceiver) -> web.Application:
+def build_web_app(app: Served, receiver: UpdateReceiver) -> web.Application:
     """The webhook server's routes. Add more (``/metrics``) to what this returns."""
     url = app.settings.webhook_url
     if not url:
@@ -162,13 +130,7 @@ def build_web_app(app: App, receiver: UpdateReceiver) -> web.Application:
         raise ValueError(f"WEBHOOK_URL cannot use the path {HEALTH_PATH}")
     web_app = web.Application()
     web_app.router.add_post(path, receiver.handle)
-    redis = app.redis
-
-    async def healthz(request: web.Request) -> web.Response:
-        return await health(redis)
-
-    web_app.router.add_get(HEALTH_PATH, healthz)
-    web_app.router.add_get("/metrics", app.core.metrics.handle)
+    add_routes(web_app, app.metrics, app.redis)
     return web_app
 
 
@@ -176,7 +138,7 @@ class WebhookServer:
     """One replica's webhook server: ``start()`` listens and sets the webhook,
     ``stop()`` stops taking updates (the caller then runs ``App.close()``)."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Served) -> None:
         settings = app.settings
         if not settings.webhook_url or settings.webhook_secret is None:
             raise ValueError("webhook mode needs WEBHOOK_URL and WEBHOOK_SECRET")
@@ -191,7 +153,6 @@ class WebhookServer:
 
     async def start(self) -> None:
         app, settings = self.app, self.app.settings
-        app.dispatcher.update.outer_middleware(UpdateDedup(app.redis))
         me = await app.bot.me()
         await app.set_commands()
         await app.dispatcher.emit_startup(**self._workflow_data())
@@ -240,7 +201,7 @@ class WebhookServer:
         return data
 
 
-async def run_webhook(app: App, *, handle_signals: bool = True) -> None:
+async def run_webhook(app: Served, *, handle_signals: bool = True) -> None:
     """Serve the webhook until SIGTERM/SIGINT (or cancellation); then stop taking updates.
 
     The caller closes the app afterwards (``App.close``: the grace period for answers).

@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 
 from bot.services.answer_writer import AnswerWriter
 from bot.services.pacer import DRAFT_INTERVAL, EDIT_INTERVAL, Pacer
+from bot.services.target import Target
+from bot.settings import Settings
+from bot.telegram import make_bot
+from bot.texts import EN
 from tests.doubles.telegram import Call, TelegramDouble
 
 pytestmark = pytest.mark.asyncio
@@ -42,13 +44,31 @@ async def tg() -> AsyncIterator[TelegramDouble]:
 
 
 @pytest.fixture
-async def bot(tg: TelegramDouble) -> AsyncIterator[Bot]:
-    session = AiohttpSession(api=TelegramAPIServer.from_base(tg.url))
-    client = Bot(tg.token, session=session)
+def pacer() -> Pacer:
+    return Pacer()
+
+
+@pytest.fixture
+async def bot(tg: TelegramDouble, pacer: Pacer) -> AsyncIterator[Bot]:
+    """The bot's own client: its session is what retries and tells the pacer of 429s."""
+    client, patient = make_bot(Settings(bot_token=tg.token, telegram_api_url=tg.url))
+    patient.on_flood = pacer.flood
     try:
         yield client
     finally:
         await client.session.close()
+
+
+def writer_for(
+    bot: Bot,
+    pacer: Pacer,
+    chat_id: int,
+    private: bool = True,
+    reply_to: int | None = None,
+    **options: object,
+) -> AnswerWriter:
+    target = Target(chat_id, chat_id, private=private, reply_to=reply_to)
+    return AnswerWriter(bot, pacer, target, texts=EN, **options)  # type: ignore[arg-type]
 
 
 def gaps(calls: list[Call]) -> list[float]:
@@ -62,26 +82,25 @@ async def stream(writer: AnswerWriter, words: list[str], delay: float) -> None:
         await asyncio.sleep(delay)  # the model's pace, not a wait for the bot
 
 
-async def test_every_prefix_of_hostile_markdown_is_accepted(tg: TelegramDouble, bot: Bot) -> None:
+async def test_every_prefix_of_hostile_markdown_is_accepted(
+    tg: TelegramDouble, bot: Bot, pacer: Pacer
+) -> None:
     chat = tg.user().id
-    pacer = Pacer()
     for end in range(1, len(HOSTILE) + 1):
-        writer = AnswerWriter(bot, pacer, chat, private=True, placeholder="…")
+        writer = writer_for(bot, pacer, chat)
         await writer.finish(HOSTILE[:end])
     failed = tg.calls(ok=False)
     assert failed == [], [(c.params.get("text"), c.description) for c in failed[:3]]
     assert len(tg.calls("sendMessage", chat)) >= len(HOSTILE) - 5  # blank prefixes send nothing
 
 
-async def test_writers_sharing_a_chat_share_its_pace(tg: TelegramDouble, bot: Bot) -> None:
+async def test_writers_sharing_a_chat_share_its_pace(
+    tg: TelegramDouble, bot: Bot, pacer: Pacer
+) -> None:
     """Two answers streaming at once in one chat (/compare) make one update per interval
     between them, not one each."""
     chat = tg.user().id
-    pacer = Pacer()
-    writers = [
-        AnswerWriter(bot, pacer, chat, private=True, placeholder="…", use_draft=False)
-        for _ in range(2)
-    ]
+    writers = [writer_for(bot, pacer, chat, use_draft=False) for _ in range(2)]
     for writer in writers:
         await writer.start()
     await asyncio.gather(
@@ -96,10 +115,10 @@ async def test_writers_sharing_a_chat_share_its_pace(tg: TelegramDouble, bot: Bo
     assert tg.calls(ok=False) == []
 
 
-async def test_a_429_on_a_draft_is_waited_out(tg: TelegramDouble, bot: Bot) -> None:
+async def test_a_429_on_a_draft_is_waited_out(tg: TelegramDouble, bot: Bot, pacer: Pacer) -> None:
     chat = tg.user().id
     tg.fail_next("sendMessageDraft", 429, retry_after=1)
-    writer = AnswerWriter(bot, Pacer(), chat, private=True, placeholder="…")
+    writer = writer_for(bot, pacer, chat)
     await writer.start()
     await stream(writer, [f"word{i}" for i in range(16)], 0.1)
     await writer.finish()
@@ -111,10 +130,12 @@ async def test_a_429_on_a_draft_is_waited_out(tg: TelegramDouble, bot: Bot) -> N
     assert [m["text"] for m in tg.messages(chat)] == [" ".join(f"word{i}" for i in range(16))]
 
 
-async def test_refused_formatting_falls_back_to_plain_text(tg: TelegramDouble, bot: Bot) -> None:
+async def test_refused_formatting_falls_back_to_plain_text(
+    tg: TelegramDouble, bot: Bot, pacer: Pacer
+) -> None:
     chat = tg.user().id
     tg.fail_next("sendMessage", 400, "Bad Request: can't parse entities: Unsupported start tag")
-    writer = AnswerWriter(bot, Pacer(), chat, private=True, placeholder="…")
+    writer = writer_for(bot, pacer, chat)
     ids = await writer.finish("some **bold** text")
     sends = tg.calls("sendMessage", chat)
     assert [c.status for c in sends] == [400, 200]
@@ -123,20 +144,24 @@ async def test_refused_formatting_falls_back_to_plain_text(tg: TelegramDouble, b
     assert ids == [tg.messages(chat)[0]["message_id"]]
 
 
-async def test_server_errors_on_the_final_message_are_retried(tg: TelegramDouble, bot: Bot) -> None:
+async def test_server_errors_on_the_final_message_are_retried(
+    tg: TelegramDouble, bot: Bot, pacer: Pacer
+) -> None:
     chat = tg.user().id
     tg.fail_next("sendMessage", 502)
-    writer = AnswerWriter(bot, Pacer(), chat, private=True, placeholder="…")
+    writer = writer_for(bot, pacer, chat)
     ids = await writer.finish("delivered anyway")
     assert [c.status for c in tg.calls("sendMessage", chat)] == [502, 200]
     assert [m["text"] for m in tg.messages(chat)] == ["delivered anyway"]
     assert len(ids) == 1
 
 
-async def test_a_blocked_user_costs_nothing_but_the_answer(tg: TelegramDouble, bot: Bot) -> None:
+async def test_a_blocked_user_costs_nothing_but_the_answer(
+    tg: TelegramDouble, bot: Bot, pacer: Pacer
+) -> None:
     user = tg.user()
     user.block()
-    writer = AnswerWriter(bot, Pacer(), user.id, private=True, placeholder="…")
+    writer = writer_for(bot, pacer, user.id)
     await writer.start()
     writer.append("nobody will read this")
     assert await writer.finish() == []
@@ -147,15 +172,13 @@ async def test_a_blocked_user_costs_nothing_but_the_answer(tg: TelegramDouble, b
 
 
 async def test_long_answer_in_a_group_edits_the_reply_then_adds_messages(
-    tg: TelegramDouble, bot: Bot
+    tg: TelegramDouble, bot: Bot, pacer: Pacer
 ) -> None:
     group = tg.group()
     ann = tg.user()
     question = await ann.send("@manymodels_bot write a lot", chat=group)
     paragraphs = [" ".join(f"p{i}w{j}" for j in range(60)) for i in range(40)]
-    writer = AnswerWriter(
-        bot, Pacer(), group.id, private=False, placeholder="…", reply_to=question["message_id"]
-    )
+    writer = writer_for(bot, pacer, group.id, private=False, reply_to=question["message_id"])
     await writer.start()
     writer.append("\n\n".join(paragraphs))
     ids = await writer.finish()

@@ -128,7 +128,7 @@ async def test_draft_stop_mid_stream_keeps_the_text_closes_the_stream_and_counts
         assert asked(h.openai)[-1] == ["next"]
 
 
-async def test_stop_before_any_text_says_stopped_and_is_free(
+async def test_stop_before_any_text_says_stopped_and_still_counts(
     redis_url: str, tmp_path: Path
 ) -> None:
     async with running_bot(redis_url, tmp_path, daily_limit=DAILY) as h:
@@ -142,7 +142,8 @@ async def test_stop_before_any_text_says_stopped_and_is_free(
         assert final["text"] == EN.stopped
         assert button_labels(final) == [[EN.retry_button]]
         assert h.tg.drafts(ann.id)[-1].text is None  # no text had been shown
-        assert await credits_left(ann) == DAILY
+        # the provider was working on it: a Stop is no way to free requests
+        assert await credits_left(ann) == DAILY - 1
 
 
 async def test_stop_button_in_a_group_stops_the_edited_answer(
@@ -162,7 +163,7 @@ async def test_stop_button_in_a_group_stops_the_edited_answer(
         bob = h.tg.user(first_name="Bob")
         query = await bob.click(EN.stop_button, chat=group)
         answered = await h.tg.wait_callback_answer(query["id"])
-        assert answered.params.get("text") == EN.nothing_to_stop
+        assert answered.params.get("text") == EN.not_your_button
         taken = script.taken
         await until(lambda: script.taken >= taken + 2)  # the model is still being read
         assert EN.stopped not in group.messages()[-1]["text"]
@@ -347,9 +348,7 @@ async def test_a_prompt_over_the_maximum_gets_the_limit_and_is_not_sent(
 # --- a user who blocked the bot ---------------------------------------------------------
 
 
-async def test_a_user_who_blocked_the_bot_ends_the_answer_for_free(
-    redis_url: str, tmp_path: Path
-) -> None:
+async def test_a_user_who_blocked_the_bot_ends_the_answer(redis_url: str, tmp_path: Path) -> None:
     async with running_bot(redis_url, tmp_path, daily_limit=DAILY) as h:
         ann, bob = h.tg.user(first_name="Ann"), h.tg.user(first_name="Bob")
         await ann.send("/model mistral")
@@ -373,17 +372,18 @@ async def test_a_user_who_blocked_the_bot_ends_the_answer_for_free(
         assert tried and all(c.status == 403 for c in tried)
         assert "sendMessage" not in {c.method for c in tried}
 
-        # once unblocked, the user is served again (no chat left locked), and the
-        # answer nobody saw was not counted, nor kept in the conversation
+        # once unblocked, the user is served again (no chat left locked); the answer
+        # nobody saw is not kept in the conversation, but the request the provider was
+        # given counts: only a provider's own failure gives a request back
         ann.block(False)
-        assert await credits_left(ann) == DAILY
+        assert await credits_left(ann) == DAILY - 1
         h.mistral.replies.clear()
         await ann.send("back again")
         assert (await ann.next_message(timeout=10))["text"] == "echo: back again"
         assert asked(h.mistral)[-1] == ["back again"]
 
 
-async def test_a_block_during_the_final_message_refunds_an_answer_nobody_saw(
+async def test_a_block_during_the_final_message_still_counts_the_answer(
     redis_url: str, tmp_path: Path
 ) -> None:
     async with running_bot(redis_url, tmp_path, daily_limit=DAILY) as h:
@@ -392,7 +392,7 @@ async def test_a_block_during_the_final_message_refunds_an_answer_nobody_saw(
         await ann.send("quick question")
         refused = await h.tg.wait_for("sendMessage", lambda c: c.chat_id == ann.id)
         assert refused.status == 403
-        assert await credits_left(ann) == DAILY
+        assert await credits_left(ann) == DAILY - 1  # the provider answered: it counts
 
 
 # --- Stop in /compare -----------------------------------------------------------------

@@ -32,7 +32,7 @@ async def take(pastes: Pastes) -> list[object]:
 
 async def test_the_end_of_a_paste_waits_for_a_part_not_held_yet(pastes: Pastes) -> None:
     part = "a" * SPLIT_AT
-    with pastes.arriving(CHAT, USER, 10):  # its update came first, its Redis call is late
+    with pastes.arriving(CHAT, USER, 10, part):  # its update came first, its Redis call is late
 
         async def late_part() -> str | None:
             await asyncio.sleep(0.2)
@@ -54,7 +54,35 @@ async def test_parts_held_out_of_order_are_joined_in_order(pastes: Pastes) -> No
 
 
 async def test_a_message_from_someone_else_does_not_take_the_parts(pastes: Pastes) -> None:
-    with pastes.arriving(CHAT, USER, 10):
+    with pastes.arriving(CHAT, USER, 10, "x" * SPLIT_AT):
         holding = asyncio.create_task(pastes.hold(CHAT, USER, 10, "x" * SPLIT_AT))
         assert await pastes.complete(CHAT, USER + 1, 11, []) == []
     assert await holding == "x" * SPLIT_AT
+
+
+async def test_a_part_never_takes_the_paste_while_a_later_message_is_in_flight(
+    pastes: Pastes,
+) -> None:
+    """However late the tail's Redis call (a loaded machine), the part leaves the paste
+    to it: the rule is what has arrived, not how long to wait."""
+    part = "a" * SPLIT_AT
+    with pastes.arriving(CHAT, USER, 10, part), pastes.arriving(CHAT, USER, 11, "tail"):
+        assert await pastes.hold(CHAT, USER, 10, part) is None  # returns at once
+        assert join(await take(pastes), "tail") == part + "tail"
+
+
+async def test_the_tail_waits_for_every_earlier_part_however_late(pastes: Pastes) -> None:
+    first, second = "a" * SPLIT_AT, "b" * SPLIT_AT
+    with (
+        pastes.arriving(CHAT, USER, 10, first),
+        pastes.arriving(CHAT, USER, 11, second),
+        pastes.arriving(CHAT, USER, 12, "tail"),
+    ):
+        tail = asyncio.create_task(pastes.complete(CHAT, USER, 12, await take(pastes)))
+        await asyncio.sleep(0.3)
+        assert not tail.done()  # the parts arrived before it: it waits for them
+        assert await pastes.hold(CHAT, USER, 11, second) is None
+        await asyncio.sleep(2.0)  # longer than any hold: still waiting for the first part
+        assert not tail.done()
+        assert await pastes.hold(CHAT, USER, 10, first) is None
+        assert join(await tail, "tail") == first + second + "tail"

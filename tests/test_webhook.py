@@ -19,7 +19,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.texts import EN
-from bot.webhook import DEDUP_TTL_SECONDS
+from bot.middlewares import DEDUP_TTL_SECONDS
 from tests.doubles.base import Reply
 from tests.doubles.ollama_api import OllamaDouble
 from tests.doubles.telegram import FakeUser, TelegramDouble

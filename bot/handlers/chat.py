@@ -11,11 +11,12 @@ from aiogram.types import CallbackQuery, InaccessibleMessage, Message, MessageGe
 
 from bot.filters import Addressed, text_prompt
 from bot.keyboards import RetryAnswer, StopAnswer
-from bot.services.chat import ChatService, Target
+from bot.services.chat import ChatService
 from bot.services.generations import Generations
 from bot.services.history import History
 from bot.services.media import MediaService
 from bot.services.paste import Pastes
+from bot.services.target import Target
 from bot.texts import Texts
 
 
@@ -74,8 +75,9 @@ async def stop_pressed(
 
 
 async def draft_stopped(event: MessageGenerationStopped, generations: Generations) -> None:
-    """Stop pressed on a draft (private chats: the chat is the user)."""
-    await generations.stop(event.draft_id)
+    """Stop pressed on a draft: drafts are in private chats, where the chat is the user;
+    only the answer that holds that chat stops."""
+    await generations.stop_own(event.chat.id, event.chat.id, event.draft_id)
 
 
 async def retry_pressed(
@@ -87,23 +89,20 @@ async def retry_pressed(
     chat_service: ChatService,
     media_service: MediaService,
 ) -> None:
-    """Ask again what failed or was stopped, as a new message in the same chat (a
-    photo is downloaded from Telegram again)."""
+    """Ask again what failed or was stopped, as a new message in the chat where it was
+    asked (a photo is downloaded from Telegram again)."""
     message = query.message
-    kept = await generations.take_retry(query.from_user.id, callback_data.gen)
-    if kept is None or message is None:
+    target = Target.of_query(query)
+    kept = None
+    if target is not None:
+        kept = await generations.take_retry(query.from_user.id, callback_data.gen)
+    if message is None or target is None or kept is None or kept.chat_id != target.chat_id:
         await query.answer(texts.retry_expired, show_alert=True)
         return
     await query.answer()
     if not isinstance(message, InaccessibleMessage):
         with contextlib.suppress(TelegramBadRequest):
             await message.edit_reply_markup(reply_markup=None)
-    target = Target(
-        chat_id=message.chat.id,
-        user_id=query.from_user.id,
-        private=message.chat.type == "private",
-        thread_id=message.message_thread_id if isinstance(message, Message) else None,
-    )
     if kept.photo is not None:
         photo = kept.photo
         await media_service.see(bot, target, photo.file_id, None, photo.mime, kept.prompt, texts)

@@ -11,9 +11,11 @@ from aiogram.types import CallbackQuery, InaccessibleMessage, Message
 
 from bot.catalog import MAX_COMPARE, MIN_COMPARE, Catalog
 from bot.keyboards import ContinueWith, ToggleCompare, VoteBest, compare_set_keyboard
-from bot.services.compare import CompareService, CompareStore
+from bot.services.compare import CompareService
+from bot.services.compare_store import CompareStore
 from bot.services.history import History
 from bot.services.prefs import Prefs
+from bot.services.target import Target
 from bot.texts import Texts
 from bot.texts.base import html
 from providers import Message as ChatMessage
@@ -45,7 +47,8 @@ async def compare(
     assert message.from_user is not None
     question = (command.args or "").strip()
     if question:
-        await compare_service.run(bot, message, question, texts)
+        target = Target.of(message, message.from_user.id)
+        await compare_service.run(bot, target, question, texts)
         return
     chosen = (await prefs.get(message.from_user.id)).compare
     await message.answer(
@@ -118,25 +121,28 @@ async def continue_with(
 async def vote(
     query: CallbackQuery,
     callback_data: VoteBest,
-    bot: Bot,
     texts: Texts,
     catalog: Catalog,
     compare_store: CompareStore,
 ) -> None:
+    """ "Best": one vote per comparison, by the user who asked it, for a model whose
+    answer is in it."""
     model = catalog.all_models.get(callback_data.id)
-    if model is None:
+    counted = None
+    if model is not None:
+        counted = await compare_store.vote(query.from_user.id, callback_data.cid, model.id)
+    if model is None or counted is None:
         await query.answer(texts.compare_expired, show_alert=True)
         return
-    counted = await compare_store.vote(bot.id, query.from_user.id, callback_data.cid, model.id)
     await query.answer(
         texts.vote_counted.format(model=model.title) if counted else texts.vote_already
     )
 
 
 async def top(
-    message: Message, bot: Bot, texts: Texts, catalog: Catalog, compare_store: CompareStore
+    message: Message, texts: Texts, catalog: Catalog, compare_store: CompareStore
 ) -> None:
-    rows = [(m, v) for m, v in await compare_store.top(bot.id) if m in catalog.all_models]
+    rows = [(m, v) for m, v in await compare_store.top() if m in catalog.all_models]
     if not rows:
         await message.answer(texts.top_empty)
         return

@@ -10,8 +10,9 @@ from aiogram.types import Audio, Message, Voice
 from bot.catalog import Catalog
 from bot.filters import Addressed, from_user, image, sound
 from bot.handlers.other import unsupported
-from bot.services.chat import ChatService, Target
+from bot.services.chat import ChatService
 from bot.services.media import MediaService, audio_name
+from bot.services.target import Target
 from bot.texts import Texts
 
 

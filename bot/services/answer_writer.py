@@ -3,9 +3,11 @@
 Private chats stream with ``sendMessageDraft`` (an empty draft shows Telegram's own
 "Thinking…") and finish with ``sendMessage``; groups, and private chats where drafts fail,
 send one message and edit it. Intermediate updates go out at the chat's pace (shared
-:class:`~bot.services.pacer.Pacer`), never twice with the same text, and may be dropped;
-the final messages are always delivered: 429s are waited out, 5xx and network errors
-retried, and a message whose formatting Telegram rejects is sent as plain text.
+:class:`~bot.services.pacer.Pacer`), never twice with the same text, and may be dropped
+(they are tried once: :func:`bot.telegram.best_effort`); the final messages are always
+delivered (the bot's session waits out 429s and retries 5xx, see :mod:`bot.telegram`),
+a message whose formatting Telegram rejects is sent as plain text, and an answer longer
+than ``MAX_PARTS`` messages goes as a Markdown file after the first ones.
 """
 
 from __future__ import annotations
@@ -21,20 +23,27 @@ from typing import TypeVar
 from aiogram import Bot
 from aiogram.enums import ChatAction
 from aiogram.exceptions import (
+    TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.methods import EditMessageText, SendChatAction, SendMessage, SendMessageDraft
+from aiogram.methods import (
+    EditMessageReplyMarkup,
+    EditMessageText,
+    SendDocument,
+    SendMessage,
+    SendMessageDraft,
+)
 from aiogram.methods.base import TelegramMethod
 from aiogram.types import (
+    BufferedInputFile,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
     Message,
     MessageEntity,
-    ReplyParameters,
 )
 
 from bot.render import Part, render, render_preview, utf16_len
@@ -45,17 +54,18 @@ from bot.services.pacer import (
     GROUP_INTERVAL,
     Pacer,
 )
+from bot.services.target import Target, show_action, wait_for
+from bot.telegram import best_effort
+from bot.texts import Texts
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-TYPING_EVERY = 4.5  # Telegram shows "typing" for about 5 s
 TYPING_AFTER = 1.0  # seconds without text before "typing" is shown
 DRAFT_REFRESH = 20.0  # a draft disappears after 30 s without an update
-FINAL_ATTEMPTS = 6
-MAX_RETRY_AFTER = 60.0
 LIMIT = 4096
+MAX_PARTS = 10  # messages one answer may take; past that, the answer goes as a file
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 
 
@@ -66,12 +76,9 @@ class AnswerWriter:
         self,
         bot: Bot,
         pacer: Pacer,
-        chat_id: int,
+        target: Target,
         *,
-        private: bool,
-        placeholder: str,
-        reply_to: int | None = None,
-        thread_id: int | None = None,
+        texts: Texts,
         header: Part | None = None,
         use_draft: bool | None = None,
         typing: bool = True,
@@ -81,12 +88,14 @@ class AnswerWriter:
     ) -> None:
         self.bot = bot
         self.pacer = pacer
-        self.chat_id = chat_id
-        self.private = private
-        self.use_draft = private if use_draft is None else use_draft
-        self.placeholder = placeholder
-        self.reply_to = reply_to
-        self.thread_id = thread_id
+        self.target = target
+        self.chat_id = target.chat_id
+        self.private = target.private
+        self.use_draft = target.private if use_draft is None else use_draft
+        self.placeholder = texts.thinking
+        self.file_caption = texts.answer_in_file
+        self.file_name = texts.answer_file_name
+        self.thread_id = target.thread_id
         self.header = header
         self.typing = typing
         self.draft_id = draft_id or random.randint(1, 2**31 - 1)
@@ -105,6 +114,7 @@ class AnswerWriter:
         self._shown: str | None = None  # the text of the last update Telegram accepted
         self._shown_at = 0.0
         self._has_text = False
+        self._text_came = asyncio.Event()  # the first text, or the end: no more "typing"
         self._loop_task: asyncio.Task[None] | None = None
         self._typing_task: asyncio.Task[None] | None = None
 
@@ -126,11 +136,10 @@ class AnswerWriter:
     async def start(self, wait: bool = False) -> None:
         """Show that an answer is coming ("Thinking…"), and start the update and typing
         loops. The placeholder goes out in the background, so that the model is asked at
-        once, unless ``wait`` (``/compare`` shows its placeholders in order). Calling it
-        again does nothing."""
+        once, unless ``wait``. Calling it again does nothing."""
         if self._typing_task is not None or self._closed.is_set():
             return
-        self._typing_task = asyncio.create_task(self._typing() if self.typing else _noop())
+        self._typing_task = asyncio.create_task(self._typing())
         if wait:
             await self._update()
             self.placed.set()
@@ -140,6 +149,7 @@ class AnswerWriter:
         if delta:
             self._pieces.append(delta)
             self._has_text = True
+            self._text_came.set()
             self._changed.set()
 
     async def finish(
@@ -157,11 +167,14 @@ class AnswerWriter:
         await self._stop()
         if self.unreachable.is_set():
             return []
-        parts = render(self.text if markdown is None else markdown, self._limit)
-        parts = _with_footer(self._with_header(parts), footer)
+        markdown = self.text if markdown is None else markdown
+        parts = _with_footer(self._with_header(render(markdown, self._limit)), footer)
+        attached = len(parts) > MAX_PARTS
+        if attached:  # the first messages, then the whole answer as a file
+            parts = parts[: MAX_PARTS - 1]
         ids: list[int] = []
         for index, part in enumerate(parts):
-            markup = reply_markup if index == len(parts) - 1 else None
+            markup = reply_markup if index == len(parts) - 1 and not attached else None
             if index == 0 and self.message_id is not None:
                 message_id = await self._final_edit(part, markup)
                 if message_id is not None:
@@ -171,7 +184,9 @@ class AnswerWriter:
             if sent is not None:
                 ids.append(sent)
             elif self.unreachable.is_set():
-                break
+                return ids
+        if attached and (sent := await self._final_file(markdown, reply_markup)) is not None:
+            ids.append(sent)
         return ids
 
     async def cancel(self) -> None:
@@ -191,13 +206,13 @@ class AnswerWriter:
         while not self._closed.is_set():
             if self.use_draft and not self._has_text:
                 # keep the "Thinking…" draft alive: it lasts 30 s on the client
-                await _wait(self._changed, DRAFT_REFRESH)
+                await wait_for(self._changed, DRAFT_REFRESH)
             else:
                 await self._changed.wait()
             # Wait for the chat's slot until it is free: another writer in this chat
             # (/compare) or a 429 may have taken it again while we waited.
             while (delay := self.pacer.delay(self.chat_id)) > 0 and not self._closed.is_set():
-                await _wait(self._closed, delay)
+                await wait_for(self._closed, delay)
             if self._closed.is_set():
                 return
             self._changed.clear()
@@ -213,21 +228,10 @@ class AnswerWriter:
         # as soon as it comes.
         self.pacer.claim(self.chat_id, self.interval if part is not None else FIRST_INTERVAL)
         try:
-            if self.use_draft:
-                await self.bot(self._draft(part))
-            elif self.message_id is None:
-                first = part or self._with_header([Part(self.placeholder, [])])[0]
-                sent = await self.bot(self._send(first, self.stop_markup))
-                self.message_id = sent.message_id
-            elif part is not None:
-                await self.bot(self._edit(part, self.stop_markup))
-            else:
-                return
-            self._shown = part.text if part is not None else None
-            self._shown_at = time.monotonic()
-        except TelegramRetryAfter as exc:
-            self.pacer.flood(self.chat_id, exc.retry_after)
-            self._changed.set()  # try again when the chat's slot opens
+            with best_effort():
+                await self._send_update(part)
+        except TelegramRetryAfter:
+            self._changed.set()  # the pacer was told; try again when the chat's slot opens
         except TelegramBadRequest as exc:
             if self.use_draft:
                 log.info("chat %s: drafts refused (%s), editing a message", self.chat_id, exc)
@@ -240,27 +244,26 @@ class AnswerWriter:
         except TelegramForbiddenError:
             self._lost()
 
+    async def _send_update(self, part: Part | None) -> None:
+        if self.use_draft:
+            await self.bot(self._draft(part))
+        elif self.message_id is None:
+            first = part or self._with_header([Part(self.placeholder, [])])[0]
+            sent = await self.bot(self._send(first, self.stop_markup))
+            self.message_id = sent.message_id
+        elif part is not None:
+            await self.bot(self._edit(part, self.stop_markup))
+        else:
+            return
+        self._shown = part.text if part is not None else None
+        self._shown_at = time.monotonic()
+
     async def _typing(self) -> None:
-        await _wait(self._closed, TYPING_AFTER)  # a quick answer needs no "typing"
-        while not self._has_text and not self._closed.is_set():
-            try:
-                await self.bot(
-                    SendChatAction(
-                        chat_id=self.chat_id,
-                        action=ChatAction.TYPING,
-                        message_thread_id=self.thread_id,
-                    )
-                )
-            except TelegramForbiddenError:
-                self._lost()
-            except (
-                TelegramBadRequest,
-                TelegramNetworkError,
-                TelegramServerError,
-                TelegramRetryAfter,
-            ):
-                pass
-            await _wait(self._closed, TYPING_EVERY)
+        """ "typing" while no text has come (a quick answer needs none)."""
+        if self.typing and not await show_action(
+            self.bot, self.chat_id, self.thread_id, ChatAction.TYPING, self._text_came, TYPING_AFTER
+        ):
+            self._lost()
 
     def _lost(self) -> None:
         """A 403: stop updating, and tell whoever waits on ``unreachable``."""
@@ -268,12 +271,14 @@ class AnswerWriter:
             log.info("chat %s: the bot cannot write here (blocked or removed)", self.chat_id)
         self.unreachable.set()
         self._closed.set()
+        self._text_came.set()
         self._changed.set()
 
     async def _stop(self) -> None:
         """Stop the loops, letting an update already on its way to Telegram land first
         (cancelling a request midway can leave a stale draft after the final message)."""
         self._closed.set()
+        self._text_came.set()
         self._changed.set()
         tasks = [t for t in (self._loop_task, self._typing_task) if t is not None]
         self._loop_task = self._typing_task = None
@@ -293,6 +298,11 @@ class AnswerWriter:
             if "not modified" in exc.message:
                 return self.message_id
             log.info("chat %s: final edit refused (%s), sending anew", self.chat_id, exc.message)
+            if self.stop_markup is not None:  # no dead Stop button over the new message
+                with contextlib.suppress(TelegramAPIError):
+                    await self.bot(
+                        EditMessageReplyMarkup(chat_id=self.chat_id, message_id=self.message_id)
+                    )
             return None
         except TelegramForbiddenError:
             self._lost()
@@ -310,25 +320,40 @@ class AnswerWriter:
             return None
         return sent.message_id
 
+    async def _final_file(self, markdown: str, markup: InlineKeyboardMarkup | None) -> int | None:
+        """The whole answer as a Markdown file, when it would take too many messages."""
+        document = BufferedInputFile(markdown.encode(), filename=f"{self.file_name}.md")
+        method = SendDocument(
+            chat_id=self.chat_id,
+            document=document,
+            caption=self.file_caption,
+            message_thread_id=self.thread_id,
+            reply_parameters=self.target.reply_parameters(),
+            reply_markup=markup,
+        )
+        try:
+            sent = await self.bot(method)
+        except TelegramForbiddenError:
+            self._lost()
+            return None
+        except TelegramAPIError as exc:
+            log.warning("chat %s: the answer's file could not be delivered: %s", self.chat_id, exc)
+            return None
+        return sent.message_id
+
     async def _deliver(self, build: Callable[[Part], TelegramMethod[T]], part: Part) -> T:
-        """Call until Telegram takes it: wait out 429s, retry 5xx and network errors, and
-        fall back to plain text when the formatting is refused."""
-        for attempt in range(FINAL_ATTEMPTS):
-            try:
-                return await self.bot(build(part))
-            except TelegramRetryAfter as exc:
-                self.pacer.flood(self.chat_id, exc.retry_after)
-                await asyncio.sleep(min(exc.retry_after, MAX_RETRY_AFTER))
-            except (TelegramNetworkError, TelegramServerError) as exc:
-                if attempt == FINAL_ATTEMPTS - 1:
-                    raise TelegramBadRequest(build(part), f"gave up: {exc}") from exc
-                await asyncio.sleep(min(0.5 * 2**attempt, 8.0))
-            except TelegramBadRequest as exc:
-                if not part.entities or "not modified" in exc.message:
-                    raise
-                log.warning("chat %s: formatting refused (%s), plain text", self.chat_id, exc)
-                part = Part(part.text, [])
-        raise TelegramBadRequest(build(part), "gave up after repeated flood waits")
+        """Deliver a final part (the session retries 429s, 5xx and network errors); when
+        Telegram refuses its formatting, as plain text. A refusal that remains, or
+        retries that ran out, reach the caller as TelegramBadRequest."""
+        try:
+            return await self.bot(build(part))
+        except TelegramBadRequest as exc:
+            if not part.entities or "not modified" in exc.message:
+                raise
+            log.warning("chat %s: formatting refused (%s), plain text", self.chat_id, exc)
+        except (TelegramNetworkError, TelegramServerError, TelegramRetryAfter) as exc:
+            raise TelegramBadRequest(build(part), f"gave up: {exc}") from exc
+        return await self.bot(build(Part(part.text, [])))
 
     # -- method builders -------------------------------------------------------------
 
@@ -352,17 +377,12 @@ class AnswerWriter:
         )
 
     def _send(self, part: Part, markup: InlineKeyboardMarkup | None) -> SendMessage:
-        reply = (
-            ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
-            if self.reply_to is not None
-            else None
-        )
         return SendMessage(
             chat_id=self.chat_id,
             text=part.text,
             entities=part.entities or None,
             message_thread_id=self.thread_id,
-            reply_parameters=reply,
+            reply_parameters=self.target.reply_parameters(),
             reply_markup=markup,
             link_preview_options=_NO_PREVIEW,
         )
@@ -376,18 +396,6 @@ class AnswerWriter:
             reply_markup=markup,
             link_preview_options=_NO_PREVIEW,
         )
-
-
-async def _noop() -> None:
-    return None
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    """Until ``event`` is set or ``seconds`` pass, whichever comes first."""
-    if seconds > 0 and not event.is_set():
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):  # unlike 3.11's wait_for, never eats a cancel
-                await event.wait()
 
 
 def _with_footer(parts: list[Part], footer: str | None) -> list[Part]:

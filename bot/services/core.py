@@ -1,20 +1,19 @@
-"""The services one app shares. Built once at start; ``/reload`` builds the catalog's
-part again (catalog, providers, preferences, limits) and keeps the rest."""
+"""The stores and clients one app shares (Redis, providers, preferences, history,
+limits, the pacer, metrics). Built once at start; ``/reload`` builds the catalog's part
+again (catalog, providers, preferences, limits) and keeps the rest. The services built
+on them are put together in the composition root, :mod:`bot.app`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 from redis.asyncio import Redis
 
 from bot.catalog import Catalog
 from bot.metrics import Metrics
-from bot.services.chat import ChatService
-from bot.services.compare import CompareService, CompareStore
+from bot.services.compare_store import CompareStore
 from bot.services.generations import Generations
 from bot.services.history import History
-from bot.services.media import MediaService
 from bot.services.pacer import Pacer
 from bot.services.paste import Pastes
 from bot.services.pool import ProviderPool
@@ -57,7 +56,7 @@ class Core:
             metrics=Metrics(),
             stats=Stats(redis, bot_id),
             pastes=Pastes(redis),
-            compare_store=CompareStore(redis),
+            compare_store=CompareStore(redis, bot_id),
         )
 
     def with_catalog(self, catalog: Catalog) -> Core:
@@ -70,22 +69,3 @@ class Core:
             prefs=Prefs(redis, catalog),
             quota=Quota(redis, catalog, settings.timezone, settings.admin_ids),
         )
-
-    def handler_kwargs(self) -> dict[str, Any]:
-        """What handlers may ask for by parameter name (aiogram's injection)."""
-        chat = ChatService(self)
-        return {
-            "settings": self.settings,
-            "catalog": self.catalog,
-            "redis": self.redis,
-            "prefs": self.prefs,
-            "history": self.history,
-            "quota": self.quota,
-            "generations": self.generations,
-            "stats": self.stats,
-            "pastes": self.pastes,
-            "compare_store": self.compare_store,
-            "chat_service": chat,
-            "compare_service": CompareService(self),
-            "media_service": MediaService(chat),
-        }

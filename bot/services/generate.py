@@ -1,5 +1,6 @@
-"""One model answering one request into one answer writer: the stream, the failure
-message, the outcome the caller needs to record history or refund a reservation."""
+"""One model answering one request into one answer writer: the race between the stream,
+the user's Stop and a chat that can no longer be reached; then the final text
+(:func:`bot.services.outcome.final_text`), the bookkeeping, the delivery."""
 
 from __future__ import annotations
 
@@ -9,28 +10,13 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
-
-from aiogram.types import InlineKeyboardMarkup
+from dataclasses import dataclass, field
 
 from bot.catalog import ModelSpec
 from bot.services.answer_writer import AnswerWriter
+from bot.services.outcome import PLAIN, Delivery, Outcome, final_text, interrupted_text
 from bot.texts import Texts
-from providers import (
-    AuthenticationError,
-    BadRequestError,
-    ChatRequest,
-    ContextTooLongError,
-    ModelNotFoundError,
-    Provider,
-    ProviderError,
-    ProviderTimeoutError,
-    RateLimitedError,
-    UnavailableError,
-    UnsupportedError,
-    Usage,
-)
+from providers import ChatRequest, Provider, ProviderError, Usage
 
 log = logging.getLogger(__name__)
 
@@ -38,46 +24,16 @@ LAST_WORDS_SECONDS = 1.5  # to deliver a partial answer when the bot is stopped 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
-_ERROR_TEXTS: list[tuple[type[ProviderError], str]] = [
-    (AuthenticationError, "error_auth"),
-    (ModelNotFoundError, "error_not_found"),
-    (ContextTooLongError, "error_context"),
-    (BadRequestError, "error_bad_request"),
-    (RateLimitedError, "error_rate_limited"),
-    (ProviderTimeoutError, "error_timeout"),
-    (UnavailableError, "error_unavailable"),
-    (UnsupportedError, "error_unsupported"),
-]
-
-
-def describe(error: ProviderError, texts: Texts, model_title: str) -> str:
-    """One sentence for a person: no class names, no upstream bodies."""
-    for cls, field in _ERROR_TEXTS:
-        if isinstance(error, cls):
-            template: str = getattr(texts, field)
-            return template.format(model=model_title)
-    return texts.error_generic.format(model=model_title)
+Settle = Callable[[Outcome], Awaitable[object]]
 
 
 @dataclass
-class Outcome:
-    text: str  # what the model wrote (possibly partial)
-    error: ProviderError | None
-    usage: Usage | None
-    elapsed: float  # seconds from the request to the last chunk
-    message_ids: list[int]
-    stopped: bool = False  # the user pressed Stop
-    ttft: float | None = None  # seconds from the request to the first text
-    unreachable: bool = False  # Telegram refused with 403: blocked, or not in the group
+class _Progress:
+    """What the stream has brought so far."""
 
-    @property
-    def ok(self) -> bool:
-        return (
-            self.error is None
-            and not self.stopped
-            and not self.unreachable
-            and bool(self.text.strip())
-        )
+    started: float = field(default_factory=time.monotonic)
+    usage: Usage | None = None
+    first_text: float | None = None  # when the first text came: from then on it bills
 
 
 async def generate(
@@ -86,121 +42,128 @@ async def generate(
     request: ChatRequest,
     writer: AnswerWriter,
     texts: Texts,
-    reply_markup: InlineKeyboardMarkup | None = None,
-    retry_markup: InlineKeyboardMarkup | None = None,
-    footer: bool = False,
+    delivery: Delivery = PLAIN,
     stop: asyncio.Event | None = None,
-    refund: Callable[[], Awaitable[object]] | None = None,
-    on_complete: Callable[[str], Awaitable[None]] | None = None,
+    settle: Settle | None = None,
 ) -> Outcome:
     """Stream the model's answer into the writer and deliver it, or the reason it failed.
 
-    ``reply_markup`` goes under a complete answer, ``retry_markup`` under a failed or
-    stopped one; ``footer`` adds the time taken and the tokens written, when the API
-    reported them. Setting ``stop`` ends the answer where it is (the upstream stream is
-    closed), keeping what was written.
-
-    ``refund()`` runs when no text reached the user (a failure, an early Stop, a
-    cancellation, a user who blocked the bot): such a request is free. A 403 from
-    Telegram also ends the answer, as Stop does. ``on_complete(text)`` runs for a complete
-    answer. Both run before the final message is delivered, so that what its buttons
-    rely on is done by the time the user can press them.
+    Setting ``stop`` ends the answer where it is (the upstream stream is closed), keeping
+    what was written; a 403 from Telegram ends it the same way. ``settle(outcome)`` (the
+    caller's bookkeeping: a refund, keeping the answer) runs before the final message
+    is delivered, so that what its buttons rely on is done by the time the user can
+    press them. Cancelled (shutdown), the user keeps what they saw, marked as cut short.
     """
-    started = time.monotonic()
-    usage: list[Usage] = []
-    error: ProviderError | None = None
-    first_text: list[float] = []
+    progress = _Progress()
     # The model is asked first; the placeholder and typing follow (they take their turn
     # on the event loop while the request is on its way).
-    stream = asyncio.create_task(_consume(provider, request, writer, usage, first_text))
-    stopped = False
+    stream = asyncio.create_task(_consume(provider, request, writer, progress))
     try:
         await writer.start()
-        waiters: set[asyncio.Future[Any]] = {stream}
-        if stop is not None:
-            waiters.add(asyncio.ensure_future(stop.wait()))
-        waiters.add(asyncio.ensure_future(writer.unreachable.wait()))
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        if not stream.done():  # Stop, or nobody to write to: close the upstream stream
-            stopped = not writer.unreachable.is_set()
-            stream.cancel()
-            await asyncio.wait({stream})
-        for waiter in waiters - {stream}:
-            waiter.cancel()
-        if not stream.cancelled() and (exc := stream.exception()) is not None:
-            if not isinstance(exc, ProviderError):
-                raise exc
-            error = exc
+        ended_by = await race(stream, writer, stop)
+        error = _error_of(stream)
     except BaseException:
         stream.cancel()
-        if not writer.text.strip():
-            await _bookkeep(model, refund)
-        else:  # shutting down mid-answer: keep what the user saw
-            cut_short = texts.interrupted.format(reason=texts.shutting_down)
+        outcome = _outcome(writer, None, progress, cancelled=True)
+        await _bookkeep(model, settle, outcome)
+        if writer.text.strip():  # keep what the user saw
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(LAST_WORDS_SECONDS):
-                    await writer.finish(f"{writer.text}\n\n_{cut_short}_")
+                    await writer.finish(
+                        interrupted_text(outcome.text, texts), delivery.retry_markup
+                    )
         await writer.cancel()
         raise
     if error is not None:
         log.warning("%s (%s) failed: %s: %s", model.id, provider.name, type(error).__name__, error)
-    elapsed = time.monotonic() - started
-    text = _well_formed(writer.text)
-    markup, note = retry_markup, None
-    if stopped:
-        final = f"{text}\n\n_{texts.stopped}_" if text.strip() else texts.stopped
-    elif error is None and not text.strip():
-        final = texts.empty_answer.format(model=model.title)
-    elif error is not None and not text:
-        final = describe(error, texts, model.title)
-    elif error is not None:
-        reason = describe(error, texts, model.title)
-        final = f"{text}\n\n_{texts.interrupted.format(reason=reason)}_"
-    else:
-        final, markup = text, reply_markup
-        if footer:
-            note = texts.compare_footer_time.format(seconds=elapsed)
-            if usage and usage[-1].output_tokens is not None:
-                note += " · " + texts.compare_footer_tokens.format(tokens=usage[-1].output_tokens)
-    if not text.strip():
-        await _bookkeep(model, refund)
-    elif error is None and not stopped and on_complete is not None:
-        await _bookkeep(model, on_complete, text)
-    ids = await writer.finish(final, reply_markup=markup, footer=note)
-    unreachable = writer.unreachable.is_set()
-    if unreachable and text.strip() and not ids and not writer.reached:
-        await _bookkeep(model, refund)  # written, but none of it reached the user
-    ttft = first_text[0] - started if first_text else None
-    last = usage[-1] if usage else None
-    return Outcome(text, error, last, elapsed, ids, stopped, ttft, unreachable)
+    outcome = _outcome(
+        writer,
+        error,
+        progress,
+        stopped=ended_by == "stop",
+        unreachable=ended_by == "unreachable" or writer.unreachable.is_set(),
+    )
+    final, markup, footer = final_text(outcome, texts, model, delivery)
+    await _bookkeep(model, settle, outcome)
+    outcome.message_ids = await writer.finish(final, reply_markup=markup, footer=footer)
+    outcome.unreachable = outcome.unreachable or writer.unreachable.is_set()
+    return outcome
 
 
-async def _bookkeep(
-    model: ModelSpec, call: Callable[..., Awaitable[object]] | None, *args: Any
-) -> None:
-    """Run a refund or record; bookkeeping must never keep an answer from the user."""
-    if call is None:
+async def race(
+    stream: asyncio.Task[None], writer: AnswerWriter, stop: asyncio.Event | None
+) -> str | None:
+    """Wait for the stream to end, the user's Stop, or the chat to become unreachable;
+    in the last two cases close the stream. What ended it: None (the stream), "stop" or
+    "unreachable"."""
+    others = [asyncio.ensure_future(writer.unreachable.wait())]
+    if stop is not None:
+        others.append(asyncio.ensure_future(stop.wait()))
+    try:
+        await asyncio.wait({stream, *others}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in others:
+            waiter.cancel()
+    if stream.done():
+        return None
+    ended_by = "unreachable" if writer.unreachable.is_set() else "stop"
+    stream.cancel()
+    await asyncio.wait({stream})
+    return ended_by
+
+
+def _error_of(stream: asyncio.Task[None]) -> ProviderError | None:
+    """The provider's failure that ended the stream; anything else is the bot's own bug."""
+    if stream.cancelled() or (exc := stream.exception()) is None:
+        return None
+    if not isinstance(exc, ProviderError):
+        raise exc
+    return exc
+
+
+def _outcome(
+    writer: AnswerWriter,
+    error: ProviderError | None,
+    progress: _Progress,
+    stopped: bool = False,
+    unreachable: bool = False,
+    cancelled: bool = False,
+) -> Outcome:
+    first = progress.first_text
+    return Outcome(
+        text=_well_formed(writer.text),
+        error=error,
+        usage=progress.usage,
+        elapsed=time.monotonic() - progress.started,
+        stopped=stopped,
+        ttft=first - progress.started if first is not None else None,
+        unreachable=unreachable,
+        answered=first is not None,
+        cancelled=cancelled,
+    )
+
+
+async def _bookkeep(model: ModelSpec, settle: Settle | None, outcome: Outcome) -> None:
+    """Bookkeeping must never keep an answer from the user."""
+    if settle is None:
         return
     try:
-        await call(*args)
+        await settle(outcome)
     except Exception:
         log.exception("%s: bookkeeping after the answer failed", model.id)
 
 
 async def _consume(
-    provider: Provider,
-    request: ChatRequest,
-    writer: AnswerWriter,
-    usage: list[Usage],
-    first_text: list[float],
+    provider: Provider, request: ChatRequest, writer: AnswerWriter, progress: _Progress
 ) -> None:
     """The stream into the writer; a ProviderError ends it (and is the task's result)."""
     async for chunk in provider.stream(request):
-        if chunk.text and not first_text:
-            first_text.append(time.monotonic())
-        writer.append(chunk.text)
+        if chunk.text:
+            if progress.first_text is None:
+                progress.first_text = time.monotonic()
+            writer.append(chunk.text)
         if chunk.usage is not None:
-            usage.append(chunk.usage)
+            progress.usage = chunk.usage
 
 
 def _well_formed(text: str) -> str:

@@ -4,9 +4,12 @@ stoppable from any replica.
 The lock is a Redis key per chat and user (``busy:{<user>}:<chat>``) holding the
 generation's id; it is taken in the same pipeline that reads the user's preferences
 and history, and given back in the one that writes the history, so it costs no extra
-round trip. A Stop (button, draft Stop, or /stop) is published on the bot's control
-channel; the replica running that generation sets its stop event. The lock expires by
-itself should a replica die mid-answer, and /stop clears it at once.
+round trip. Only its owner gives it back (compare-and-delete in one script): once /stop
+freed a chat and a new answer took it, the first answer's bookkeeping leaves it alone.
+The lock is a short lease, renewed while its answer runs, so a replica that dies or
+loses Redis mid-answer frees the chat within ``LOCK_SECONDS``. A Stop (button, draft
+Stop, or /stop) is published on the bot's control channel; the replica running that
+generation sets its stop event.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -26,7 +29,8 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
-LOCK_SECONDS = 600  # the longest an answer may hold its chat
+LOCK_SECONDS = 30  # a lock's lease: renewed while its answer runs
+RENEW_EVERY = 10.0  # seconds between renewals of a running answer's lease
 RETRY_SECONDS = 24 * 3600  # how long a failed request can be retried
 LOCK_PATIENCE = 2.0  # how long a message waits for the answer before it to finish
 
@@ -62,6 +66,19 @@ class Retry:
         return cls(int(data["chat"]), str(data["prompt"]), photo)
 
 
+# KEYS[1]: a chat's lock. ARGV[1]: the owner's generation id; ARGV[2]: seconds, to renew
+# the lease (absent: give it back). Acts only if the lock is still the owner's.
+_OWNED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+if ARGV[2] then
+  return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return redis.call('DEL', KEYS[1])
+"""
+
+
 def new_id() -> int:
     """A generation id; also the draft id of its answer (non-zero, 31 bits)."""
     return random.randint(1, 2**31 - 1)
@@ -75,6 +92,7 @@ class Generations:
         self._running: dict[int, dict[int, asyncio.Event]] = {}
         self._listener: asyncio.Task[None] | None = None
         self.on_reload: Callable[[], Awaitable[object]] | None = None
+        self._owned = redis.register_script(_OWNED)
 
     @staticmethod
     def lock_key(chat_id: int, user_id: int) -> str:
@@ -100,8 +118,10 @@ class Generations:
                 return True
         return False
 
-    def queue_unlock(self, pipe: Pipeline, chat_id: int, user_id: int) -> None:
-        pipe.delete(self.lock_key(chat_id, user_id))
+    def queue_unlock(self, pipe: Pipeline, chat_id: int, user_id: int, gen_id: int) -> None:
+        """Give the chat back, if this generation still holds it. (The script's text
+        rides in the pipeline: a registered script would cost a SCRIPT EXISTS first.)"""
+        pipe.eval(_OWNED, 1, self.lock_key(chat_id, user_id), gen_id)
 
     def queue_retry(self, pipe: Pipeline, user_id: int, gen_id: int, retry: Retry) -> None:
         """Keep a failed or stopped request so that its Retry button can ask again."""
@@ -113,8 +133,31 @@ class Generations:
             return None
         return Retry.load(raw.decode() if isinstance(raw, bytes) else raw)
 
-    async def unlock(self, chat_id: int, user_id: int) -> None:
-        await self.redis.delete(self.lock_key(chat_id, user_id))
+    async def unlock(self, chat_id: int, user_id: int, gen_id: int) -> None:
+        await self._owned(keys=[self.lock_key(chat_id, user_id)], args=[gen_id])
+
+    @contextlib.asynccontextmanager
+    async def lease(self, chat_id: int, user_id: int, gen_id: int) -> AsyncIterator[None]:
+        """While the block runs, renew the chat's lock that ``gen_id`` holds (a renewal
+        Redis misses is tried again at the next one)."""
+        key = self.lock_key(chat_id, user_id)
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(RENEW_EVERY)
+                try:
+                    if not await self._owned(keys=[key], args=[gen_id, LOCK_SECONDS]):
+                        return  # /stop freed the chat: it is not ours any more
+                except RedisError as exc:
+                    log.warning("chat %s: could not renew its lock: %s", chat_id, exc)
+
+        task = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     @contextlib.contextmanager
     def running(self, gen_id: int, part: int = 0) -> Iterator[asyncio.Event]:

@@ -1,15 +1,24 @@
 """Long pastes that Telegram split into several messages, merged back into one request.
 
-Telegram cuts a text longer than 4096 characters into consecutive messages. A message
-about that long is held for a moment in a per-chat sorted set (scored by message id, so
-the order survives any delivery order or replica); the next short part, the end of the
-paste, takes the whole set in the same pipeline that starts its chat turn. If no short
-part comes (the paste ended on a full part), the last long part takes the set itself.
+Telegram cuts a text longer than 4096 characters into consecutive messages and delivers
+them together. A message about that long is held in a per-chat sorted set (scored by
+message id, so the order survives any delivery order or replica); the next short part,
+the end of the paste, takes the whole set in the same pipeline that starts its chat turn.
 
-Updates are handled concurrently, so the end of a paste may reach Redis before the parts
-it follows are held there. A long message is therefore noted in this process as soon as
-its update arrives (:meth:`Pastes.arriving`, before any I/O, so in delivery order), and a
-later message from the same user waits for it to be held.
+Updates are handled concurrently, so which message reaches Redis first is left to
+chance; the rule therefore depends on what has *arrived*, never on how long to wait.
+Every chat message is noted in this process as soon as its update arrives
+(:meth:`Pastes.arriving`, in the first middleware, before any I/O, so in delivery
+order):
+
+- a held part never takes the paste while a later message of the same user and chat
+  is being handled here: that message carries the paste;
+- a message waits, before it answers, until every long message that arrived before it
+  is held, and takes those parts too.
+
+Only a paste whose last part is itself long (nothing comes after it) is decided by
+time: its last part takes the set after ``HOLD_SECONDS`` if no message followed. Parts
+of one paste sent to different replicas (webhook mode) fall back on the same hold.
 """
 
 from __future__ import annotations
@@ -23,7 +32,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 SPLIT_AT = 4000  # a message at least this long may be part of a split paste
-HOLD_SECONDS = 1.2  # how long a part waits for the next one
+HOLD_SECONDS = 1.2  # how long a last part waits for a message after it
 
 # KEYS[1]: the chat's parts. ARGV[1]: this part's message id. Returns the parts in order
 # if this part is still the latest (nothing came after it), and deletes them.
@@ -42,8 +51,11 @@ class Pastes:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._claim = redis.register_script(_CLAIM)
-        # long messages whose update arrived here but which are not held yet
-        self._arriving: dict[tuple[int, int], set[int]] = {}
+        # per (chat, user): chat messages whose updates are being handled here, and the
+        # long ones among them that are not held in Redis yet
+        self._in_flight: dict[tuple[int, int], set[int]] = {}
+        self._unheld: dict[tuple[int, int], set[int]] = {}
+        self._changed = asyncio.Event()  # set (and replaced) when a part is held
 
     @staticmethod
     def key(chat_id: int, user_id: int) -> str:
@@ -54,35 +66,43 @@ class Pastes:
         return len(text) >= SPLIT_AT
 
     @contextmanager
-    def arriving(self, chat_id: int, user_id: int, message_id: int) -> Iterator[None]:
-        """While the update of a long message is handled (enter before any I/O)."""
+    def arriving(self, chat_id: int, user_id: int, message_id: int, text: str) -> Iterator[None]:
+        """While the update of a chat message is handled (enter before any I/O)."""
         key = (chat_id, user_id)
-        self._arriving.setdefault(key, set()).add(message_id)
+        self._in_flight.setdefault(key, set()).add(message_id)
+        if self.is_part(text):
+            self._unheld.setdefault(key, set()).add(message_id)
         try:
             yield
         finally:
+            _discard(self._in_flight, key, message_id)
             self._held_here(key, message_id)
 
     def _held_here(self, key: tuple[int, int], message_id: int) -> None:
-        ids = self._arriving.get(key)
-        if ids is not None:
-            ids.discard(message_id)
-            if not ids:
-                del self._arriving[key]
+        if _discard(self._unheld, key, message_id):
+            self._changed.set()  # wake whoever waits for it, and start a new round
+            self._changed = asyncio.Event()
 
-    def _arriving_before(self, chat_id: int, user_id: int, message_id: int) -> bool:
-        return any(i < message_id for i in self._arriving.get((chat_id, user_id), ()))
+    def _unheld_before(self, chat_id: int, user_id: int, message_id: int) -> bool:
+        return any(i < message_id for i in self._unheld.get((chat_id, user_id), ()))
+
+    def _followed(self, chat_id: int, user_id: int, message_id: int) -> bool:
+        return any(i > message_id for i in self._in_flight.get((chat_id, user_id), ()))
 
     async def hold(self, chat_id: int, user_id: int, message_id: int, text: str) -> str | None:
-        """Keep a long part; after a moment, the whole paste if this part ended it
-        (None if a later part took it)."""
+        """Keep a long part; the whole paste if this part ended it, or None when a later
+        message carries it."""
         key = self.key(chat_id, user_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(key, {_member(message_id, text): message_id})
             pipe.expire(key, 60)
             await pipe.execute()
         self._held_here((chat_id, user_id), message_id)
-        await asyncio.sleep(HOLD_SECONDS)
+        if self._followed(chat_id, user_id, message_id):
+            return None
+        await asyncio.sleep(HOLD_SECONDS)  # the paste may end on this part: wait for more
+        if self._followed(chat_id, user_id, message_id):
+            return None
         parts = await self._claim(keys=[key], args=[message_id])
         return join(parts) if parts else None
 
@@ -95,21 +115,37 @@ class Pastes:
     async def complete(
         self, chat_id: int, user_id: int, message_id: int, held: list[Any]
     ) -> list[Any]:
-        """The parts before ``message_id``, waiting briefly for one still on its way
-        (updates are handled concurrently: the part just before may not be held yet).
-        Returns at once, without I/O, when nothing is held and nothing is arriving."""
-        deadline = asyncio.get_running_loop().time() + HOLD_SECONDS
-        while (held and _last_id(held) < message_id - 1) or self._arriving_before(
-            chat_id, user_id, message_id
-        ):
-            if asyncio.get_running_loop().time() >= deadline:
-                break
-            await asyncio.sleep(0.05)
+        """The parts before ``message_id``: those already taken (``held``), and those of
+        long messages that arrived here before it but were not held yet (it waits until
+        they are). A gap in the message ids of the held parts (a part on its way through
+        another replica) is waited for briefly. Returns at once, without I/O, when
+        nothing is held and nothing is arriving."""
+        gap_deadline = asyncio.get_running_loop().time() + HOLD_SECONDS
+        while True:
+            if self._unheld_before(chat_id, user_id, message_id):
+                while self._unheld_before(chat_id, user_id, message_id):
+                    await self._changed.wait()  # a part arrived before this one was held
+            elif bool(held) and _last_id(held) < message_id - 1:
+                if asyncio.get_running_loop().time() >= gap_deadline:
+                    return held
+                await asyncio.sleep(0.05)
+            else:
+                return held
             async with self.redis.pipeline(transaction=True) as pipe:
                 self.queue_take(pipe, chat_id, user_id)
                 more, _ = await pipe.execute()
             held = sorted([*held, *more], key=_id)
-        return held
+
+
+def _discard(notes: dict[tuple[int, int], set[int]], key: tuple[int, int], value: int) -> bool:
+    """Remove ``value`` from the set at ``key``; whether it was there."""
+    ids = notes.get(key)
+    if ids is None or value not in ids:
+        return False
+    ids.discard(value)
+    if not ids:
+        del notes[key]
+    return True
 
 
 def join(parts: Sequence[Any], tail: str = "") -> str:
