@@ -29,8 +29,10 @@ def imports(package: str) -> dict[str, set[str]]:
                     module = ".".join([*base[: len(base) - node.level + 1], module]).strip(".")
                 found.add(module)
                 found |= {f"{module}.{alias.name}" for alias in node.names}
+        # a module importing its own package (``bot.texts.en`` -> ``bot.texts``) is
+        # Python loading the package first, not a circle
         graph[name] = {
-            m for m in found if m in files and m != name and m != package and m not in base
+            m for m in found if m in files and m != name and not name.startswith(m + ".")
         }
     return graph
 
