@@ -9,9 +9,11 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import CallbackQuery, InaccessibleMessage, Message, MessageGenerationStopped
 
+from bot.catalog import Catalog
 from bot.filters import Addressed, text_prompt
 from bot.keyboards import RetryAnswer, StopAnswer
 from bot.services.chat import ChatService
+from bot.services.compare import CompareService
 from bot.services.generations import Generations
 from bot.services.history import History
 from bot.services.media import MediaService
@@ -86,25 +88,45 @@ async def retry_pressed(
     bot: Bot,
     texts: Texts,
     generations: Generations,
+    catalog: Catalog,
     chat_service: ChatService,
+    compare_service: CompareService,
     media_service: MediaService,
 ) -> None:
     """Ask again what failed or was stopped, as a new message in the chat where it was
-    asked (a photo is downloaded from Telegram again)."""
+    asked: a chat turn (its photo downloaded from Telegram again), a picture, a voice
+    message, or one model's answer of a comparison."""
     message = query.message
     target = Target.of_query(query)
     kept = None
     if target is not None:
         kept = await generations.take_retry(query.from_user.id, callback_data.gen)
-    if message is None or target is None or kept is None or kept.chat_id != target.chat_id:
+    compared = catalog.get(kept.model) if kept is not None and kept.model else None
+    if (
+        message is None
+        or target is None
+        or kept is None
+        or kept.chat_id != target.chat_id
+        or (kept.kind == "compare" and compared is None)
+    ):
         await query.answer(texts.retry_expired, show_alert=True)
         return
     await query.answer()
     if not isinstance(message, InaccessibleMessage):
         with contextlib.suppress(TelegramBadRequest):
             await message.edit_reply_markup(reply_markup=None)
-    if kept.photo is not None:
-        photo = kept.photo
+    photo = kept.photo
+    if kept.kind == "compare":
+        await compare_service.run(bot, target, kept.prompt, texts, only=compared)
+    elif kept.kind == "image":
+        await media_service.draw(bot, target, kept.prompt, texts)
+    elif kept.kind == "voice" and photo is not None:
+        transcript = await media_service.listen(
+            bot, target, photo.file_id, 0, None, kept.prompt, texts
+        )
+        if transcript:
+            await chat_service.answer(bot, target, transcript, texts)
+    elif photo is not None:
         await media_service.see(bot, target, photo.file_id, None, photo.mime, kept.prompt, texts)
     else:
         await chat_service.answer(bot, target, kept.prompt, texts)

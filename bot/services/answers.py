@@ -10,15 +10,16 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiogram import Bot
+from redis.exceptions import RedisError
 
 from bot.catalog import ModelSpec
-from bot.keyboards import stop_keyboard
+from bot.keyboards import retry_keyboard, stop_keyboard
 from bot.metrics import Metrics
 from bot.render import Part
 from bot.services.admission import Admission, Ticket
 from bot.services.answer_writer import AnswerWriter
 from bot.services.generate import generate
-from bot.services.generations import Generations
+from bot.services.generations import Generations, Retry, new_id
 from bot.services.notices import describe
 from bot.services.outcome import PLAIN, Delivery, Outcome
 from bot.services.pacer import Pacer
@@ -110,17 +111,29 @@ class Answers:
         work: Callable[[Provider], Awaitable[T]],
         *,
         switchable: bool = True,
+        retry: Retry | None = None,
     ) -> T | None:
         """One provider call for an admitted request (a picture, a transcript), counted
         in the stats. When the provider fails, the request is given back (it did no
-        billable work) and the user told why; None then."""
+        billable work) and the user told why, with a Retry button for ``retry``; None
+        then."""
         try:
             result = await work(self.pool.for_model(model))
         except ProviderError as exc:
             log.warning("%s failed: %s: %s", model.id, type(exc).__name__, exc)
             await self.admission.refund(ticket, model)
-            await self.admission.count(ticket, [(model, Outcome("", exc))])
-            await target.say(bot, describe(exc, texts, model))
+            retry_id = new_id()
+            try:
+                async with self.admission.redis.pipeline(transaction=False) as pipe:
+                    self.admission.queue_counted(pipe, ticket, model, Outcome("", exc))
+                    if retry is not None:
+                        self.generations.queue_retry(pipe, ticket.user_id, retry_id, retry)
+                    await pipe.execute()
+            except RedisError as error:
+                log.error("could not record a failed %s request: %s", model.id, error)
+                retry = None
+            markup = retry_keyboard(retry_id, texts) if retry is not None else None
+            await target.say(bot, describe(exc, texts, model), reply_markup=markup)
             return None
         except BaseException:  # cancelled (shutdown) before the provider answered
             await self.admission.refund(ticket, model)

@@ -20,13 +20,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.catalog import Catalog, ModelSpec
-from bot.keyboards import compare_answer_keyboard
+from bot.keyboards import compare_answer_keyboard, retry_keyboard
 from bot.render import Part, utf16_len
 from bot.services.admission import Admission, Ticket
 from bot.services.answer_writer import AnswerWriter
 from bot.services.answers import Answers
 from bot.services.compare_store import CompareStore
-from bot.services.generations import Generations, new_id
+from bot.services.generations import Generations, Retry, new_id
 from bot.services.outcome import Delivery, Outcome
 from bot.services.prefs import Prefs
 from bot.services.target import Target
@@ -62,9 +62,15 @@ class CompareService:
         self.store = store
 
     async def run(
-        self, bot: Bot, target: Target, question: str, texts: Texts
+        self,
+        bot: Bot,
+        target: Target,
+        question: str,
+        texts: Texts,
+        only: ModelSpec | None = None,
     ) -> dict[str, Outcome]:
-        """Ask every model of the user's set; the outcomes of those that answered."""
+        """Ask every model of the user's set (or ``only`` that one: a Retry of its
+        answer); the outcomes of those that answered."""
         chat_id, user_id, gen_id = target.chat_id, target.user_id, new_id()
         async with self.redis.pipeline(transaction=False) as pipe:
             self.prefs.queue_read(pipe, user_id)
@@ -76,7 +82,9 @@ class CompareService:
         try:
             async with self.generations.lease(chat_id, user_id, gen_id):
                 models = [self.catalog.models[m] for m in self.prefs.parse(raw_prefs).compare]
-                if len(models) < 2:
+                if only is not None:
+                    models = [only]
+                elif len(models) < 2:
                     await target.say(bot, texts.compare_need_models)
                     return {}
                 ticket = await self.admission.admit(
@@ -102,14 +110,27 @@ class CompareService:
             header = title_header(model)
             writers.append(self.answers.writer(bot, target, texts, gen_id, i, header, after))
         cid = secrets.token_hex(4)
+        retry_ids = [new_id() for _ in ticket.models]
         outcomes = await asyncio.gather(
             *(
-                self._ask(ticket, model, writer, question, texts, cid, (gen_id, i))
-                for i, (model, writer) in enumerate(zip(ticket.models, writers, strict=True))
+                self._ask(ticket, model, writer, question, texts, cid, (gen_id, i), retry_id)
+                for i, (model, writer, retry_id) in enumerate(
+                    zip(ticket.models, writers, retry_ids, strict=True)
+                )
             )
         )
-        await self.admission.count(ticket, list(zip(ticket.models, outcomes, strict=True)))
-        return {m.id: o for m, o in zip(ticket.models, outcomes, strict=True)}
+        answered = list(zip(ticket.models, outcomes, strict=True))
+        try:  # /stats, and a Retry for each answer that failed or was stopped
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for (model, outcome), retry_id in zip(answered, retry_ids, strict=True):
+                    self.admission.queue_counted(pipe, ticket, model, outcome)
+                    if not outcome.ok:
+                        retry = Retry(target.chat_id, question, kind="compare", model=model.id)
+                        self.generations.queue_retry(pipe, ticket.user_id, retry_id, retry)
+                await pipe.execute()
+        except RedisError as exc:
+            log.error("compare: could not record the outcomes: %s", exc)
+        return {m.id: o for m, o in answered}
 
     async def _ask(
         self,
@@ -120,6 +141,7 @@ class CompareService:
         texts: Texts,
         cid: str,
         generation: tuple[int, int],  # the comparison's id, and this model's number in it
+        retry_id: int,
     ) -> Outcome:
         """One model's answer, stopped by its own Stop button or by /stop for all."""
         request = ChatRequest(model=model.name, messages=[Message(role="user", content=question)])
@@ -127,7 +149,11 @@ class CompareService:
         async def keep(text: str) -> None:  # before its "Continue with" button shows
             await self.store.keep(ticket.user_id, cid, question, model.id, text)
 
-        delivery = Delivery(reply_markup=compare_answer_keyboard(cid, model, texts), footer=True)
+        delivery = Delivery(
+            reply_markup=compare_answer_keyboard(cid, model, texts),
+            retry_markup=retry_keyboard(retry_id, texts),
+            footer=True,
+        )
         return await self.answers.stream(
             ticket, model, request, writer, texts, generation, delivery, on_complete=keep
         )

@@ -37,8 +37,8 @@ LOCK_PATIENCE = 2.0  # how long a message waits for the answer before it to fini
 
 @dataclass(frozen=True, slots=True)
 class Photo:
-    """A photo of a chat turn, as Telegram keeps it: Retry downloads it again (the bot
-    never keeps image bytes)."""
+    """A file of a request (a photo, a voice message), as Telegram keeps it: Retry
+    downloads it again (the bot never keeps the bytes)."""
 
     file_id: str
     mime: str
@@ -49,12 +49,17 @@ class Retry:
     """What a Retry button asks again."""
 
     chat_id: int
-    prompt: str  # the text; a photo's caption
-    photo: Photo | None = None
+    prompt: str  # the text; a photo's caption; a comparison's question; a voice file's name
+    photo: Photo | None = None  # a chat turn's photo, or the voice message to transcribe
+    kind: str = "chat"  # "chat", "image" (/image), "voice", or "compare" (one model of it)
+    model: str | None = None  # the model of a comparison's answer
 
     def dump(self) -> str:
         photo = [self.photo.file_id, self.photo.mime] if self.photo is not None else None
-        return json.dumps({"chat": self.chat_id, "prompt": self.prompt, "photo": photo})
+        data = {"chat": self.chat_id, "prompt": self.prompt, "photo": photo}
+        if self.kind != "chat":
+            data.update(kind=self.kind, model=self.model)
+        return json.dumps(data)
 
     @classmethod
     def load(cls, raw: str) -> Retry:
@@ -63,7 +68,8 @@ class Retry:
             return cls(int(chat), prompt)
         data = json.loads(raw)
         photo = Photo(*data["photo"]) if data.get("photo") else None
-        return cls(int(data["chat"]), str(data["prompt"]), photo)
+        kind, model = str(data.get("kind", "chat")), data.get("model")
+        return cls(int(data["chat"]), str(data["prompt"]), photo, kind, model)
 
 
 # KEYS[1]: a chat's lock. ARGV[1]: the owner's generation id; ARGV[2]: seconds, to renew

@@ -25,7 +25,7 @@ from bot.render import utf16_len
 from bot.services.admission import Admission
 from bot.services.answers import Answers
 from bot.services.chat import ChatService
-from bot.services.generations import Photo
+from bot.services.generations import Photo, Retry
 from bot.services.notices import vision_hint
 from bot.services.prefs import Prefs
 from bot.services.target import Target, chat_action
@@ -139,6 +139,7 @@ class MediaService:
                 model,
                 lambda provider: provider.generate_image(model.name, prompt),
                 switchable=several,
+                retry=Retry(target.chat_id, prompt, kind="image"),
             )
             if data is None:
                 return False
@@ -241,6 +242,7 @@ class MediaService:
                 model,
                 lambda provider: provider.transcribe(model.name, audio, filename),
                 switchable=False,
+                retry=Retry(target.chat_id, filename, Photo(file_id, filename), kind="voice"),
             )
         if text is None:
             return None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from aiogram import Bot
 from aiogram.enums import ChatAction, ChatType
 from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError
-from aiogram.types import CallbackQuery, InaccessibleMessage, ReplyParameters
+from aiogram.types import CallbackQuery, InaccessibleMessage, InlineKeyboardMarkup, ReplyParameters
 from aiogram.types import Message as TgMessage
 
 from bot.telegram import best_effort
@@ -62,7 +62,13 @@ class Target:
             return None
         return ReplyParameters(message_id=self.reply_to, allow_sending_without_reply=True)
 
-    async def say(self, bot: Bot, text: str, parse_mode: str | None = None) -> None:
+    async def say(
+        self,
+        bot: Bot,
+        text: str,
+        parse_mode: str | None = None,
+        reply_markup: InlineKeyboardMarkup | None = None,
+    ) -> None:
         """A short message from the bot here."""
         await bot.send_message(
             self.chat_id,
@@ -70,6 +76,7 @@ class Target:
             parse_mode=parse_mode,
             message_thread_id=self.thread_id,
             reply_parameters=self.reply_parameters(),
+            reply_markup=reply_markup,
         )
 
 
