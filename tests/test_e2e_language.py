@@ -40,7 +40,7 @@ async def test_the_language_keyboard_marks_the_choice_and_switches(
         ivan = h.tg.user(first_name="Иван", language_code="ru")
         await ivan.send("/language")
         menu = await ivan.next_message()
-        assert menu["text"] == "Выберите язык, на котором я говорю. Сейчас: Русский"
+        assert menu["text"] == "Выберите язык, на котором я говорю. Сейчас: русский"
         assert button_labels(menu) == [["English", "Русский"], ["✅ 🌐 Как в Telegram"]]
 
         query = await ivan.click("English")

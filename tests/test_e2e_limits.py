@@ -85,7 +85,7 @@ async def test_a_provider_failure_costs_nothing(redis_url: str, tmp_path: Path) 
             assert "unavailable" in (await ann.next_message())["text"]
         await ann.send("/limits")
         limits = (await ann.next_message())["text"]
-        assert "Capped Test: 1 credit(s) a request, 3 of 3 requests left" in limits
+        assert "Capped Test: 1 credit a request, 3 of 3 requests left" in limits
         del h.openai.replies["capped-test"]
         await ann.send("now?")
         assert (await ann.next_message())["text"] == "echo: now?"
@@ -101,8 +101,8 @@ async def test_limits_shows_what_is_left(redis_url: str, tmp_path: Path) -> None
         await ann.send("/usage")
         text = (await ann.next_message())["text"]
         assert "Today: 9 of 10 credits left." in text
-        assert "Capped Test: 1 credit(s) a request, 2 of 3 requests left" in text
-        assert "Dear Test: 4 credit(s) a request" in text
+        assert "Capped Test: 1 credit a request, 2 of 3 requests left" in text
+        assert "Dear Test: 4 credits a request" in text
         assert "Limits reset at 00:00 UTC" in text
         ru = h.tg.user(first_name="Иван", language_code="ru")
         await ru.send("/limits")
@@ -155,7 +155,7 @@ async def test_a_flood_wait_on_a_limit_notice_is_waited_out(redis_url: str, tmp_
         h.tg.fail_next("sendMessage", 429, retry_after=1)
         await ann.send("two")
         notice = await ann.next_message(timeout=10)
-        assert "free allowance of 1 credits" in notice["text"]
+        assert "free allowance of 1 credit." in notice["text"]
         sends = h.tg.calls("sendMessage", ann.id)
         assert [c.status for c in sends[-2:]] == [429, 200]
         assert sends[-1].time - sends[-2].time >= 0.95

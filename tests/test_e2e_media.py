@@ -117,7 +117,7 @@ async def test_image_sends_the_picture_with_the_prompt_and_counts(
         assert request.json["prompt"] == "a red fox in the snow"
         text = await limits_text(ann)
         assert "Today: 15 of 20 credits left." in text
-        assert "Painter Test: 5 credit(s) a request, 1 of 2 requests left" in text
+        assert "Painter Test: 5 credits a request, 1 of 2 requests left" in text
         assert h.openai.calls("/chat/completions") == []  # no chat model was asked
 
 
@@ -145,7 +145,7 @@ async def test_a_failed_picture_is_refunded(redis_url: str, tmp_path: Path) -> N
         assert h.tg.calls("sendPhoto") == []
         text = await limits_text(ann)
         assert "Today: 20 of 20 credits left." in text
-        assert "Painter Test: 5 credit(s) a request, 2 of 2 requests left" in text
+        assert "Painter Test: 5 credits a request, 2 of 2 requests left" in text
         del h.openai.replies["gpt-image-test"]
         await ann.send("/image a lighthouse")
         await h.tg.wait_for("sendPhoto", ok=True)
@@ -338,7 +338,7 @@ async def test_a_photo_counts_like_a_message(redis_url: str, tmp_path: Path) -> 
         await ann.send_photo(PHOTO, caption="first")
         assert (await ann.next_message())["text"] == "echo: first"
         await ann.send_photo(PHOTO, caption="second")
-        assert "free allowance of 1 credits" in (await ann.next_message())["text"]
+        assert "free allowance of 1 credit." in (await ann.next_message())["text"]
         assert len(h.openai.calls("/chat/completions")) == 1
 
 
@@ -395,7 +395,7 @@ async def test_a_voice_message_is_transcribed_quoted_and_answered(
         # transcription (2 credits) and the answer (1)
         text = await limits_text(ann)
         assert "Today: 7 of 10 credits left." in text
-        assert "Ears Test: 2 credit(s) a request, 1 of 2 requests left" in text
+        assert "Ears Test: 2 credits a request, 1 of 2 requests left" in text
 
 
 async def test_a_voice_message_over_the_maximum_is_refused(redis_url: str, tmp_path: Path) -> None:
@@ -422,7 +422,7 @@ async def test_a_failed_transcription_is_refunded_and_not_answered(
         assert h.openai.calls("/chat/completions") == []
         text = await limits_text(ann)
         assert "Today: 10 of 10 credits left." in text
-        assert "Ears Test: 2 credit(s) a request, 2 of 2 requests left" in text
+        assert "Ears Test: 2 credits a request, 2 of 2 requests left" in text
 
 
 async def test_voice_counts_against_the_transcription_models_cap(

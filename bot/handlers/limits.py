@@ -6,7 +6,7 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
-from bot.catalog import Catalog
+from bot.catalog import Catalog, ModelSpec
 from bot.services.quota import Quota
 from bot.texts import Texts
 from bot.texts.base import html, reset_time
@@ -25,25 +25,37 @@ async def limits(message: Message, texts: Texts, quota: Quota, catalog: Catalog)
         return
     usage = await quota.usage(message.from_user.id)
     cap = quota.overall_cap
+    overall_left = max(0, cap - usage.total) if cap else None
     lines = [
-        html(texts.limits_overall, left=max(0, cap - usage.total), limit=cap)
-        if cap
+        html(texts.limits_overall, left=overall_left, limit=cap)
+        if overall_left is not None
         else texts.limits_no_overall
     ]
     for model in catalog.usable.values():  # chat, image and transcription models
-        if model.daily_limit:
-            used = usage.per_model.get(model.id, 0)
-            left = max(0, model.daily_limit - used)
-            line = html(
-                texts.limits_model_capped,
-                model=model.title,
-                cost=model.cost,
-                left=left,
-                limit=model.daily_limit,
-            )
-        else:
-            line = html(texts.limits_model, model=model.title, cost=model.cost)
-        lines.append(f"• {line}")
+        lines.append(
+            f"• {model_line(texts, model, usage.per_model.get(model.id, 0), overall_left)}"
+        )
     lines.append("")
     lines.append(html(texts.limits_resets, **reset_time(texts, usage.resets_at, quota.clock())))
     await message.answer("\n".join(lines), parse_mode="HTML")
+
+
+def model_line(texts: Texts, model: ModelSpec, used: int, overall_left: int | None) -> str:
+    """One model's line: its cost, and what is left of its own cap, never more than the
+    overall allowance (``overall_left`` credits, None without one) still lets through."""
+    own_left = max(0, model.daily_limit - used) if model.daily_limit else None
+    affordable = None  # requests to this model the overall allowance still covers
+    if overall_left is not None and model.cost > 0:
+        affordable = overall_left // model.cost
+    if own_left != 0 and affordable == 0:  # the overall allowance is what stops it
+        return html(texts.limits_model_blocked, model=model.title, cost=model.cost)
+    if own_left is None:
+        return html(texts.limits_model, model=model.title, cost=model.cost)
+    left = own_left if affordable is None else min(own_left, affordable)
+    return html(
+        texts.limits_model_capped,
+        model=model.title,
+        cost=model.cost,
+        left=left,
+        limit=model.daily_limit,
+    )

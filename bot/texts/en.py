@@ -3,10 +3,12 @@
 from bot.texts.base import Texts
 
 EN = Texts(
+    code="en",
     help=(
         "I put several language models in one chat. Write to me and the current model "
         "answers, remembering our conversation. Send a photo to ask about it (vision "
-        "models) or a voice message to talk.\n\n"
+        "models) or a voice message to talk. In a group, mention me or reply to my message "
+        "and I answer.\n\n"
         "Current model: <b>{model}</b>\n\n{commands}"
     ),
     commands={
@@ -26,6 +28,7 @@ EN = Texts(
     model_current_mark="✅ ",
     new_done="Started a new conversation: I have forgotten the previous one.",
     language_name="English",
+    language_name_inline="English",
     language_choose="Choose the language I speak. Now: <b>{language}</b>",
     language_auto="🌐 As in Telegram",
     language_set="I speak English now.",
@@ -45,6 +48,7 @@ EN = Texts(
     can_photos="photos",
     can_voice="voice messages",
     list_and=" and ",
+    unknown_command="I don't know the command {command}. /help lists what I can do.",
     image_usage=(
         "Describe the picture after the command, for example: "
         "/image a lighthouse at dawn, watercolour"
@@ -58,53 +62,75 @@ EN = Texts(
     file_too_big="That file is too big for me: the limit is {limit} MB.",
     download_failed="I couldn't get that file from Telegram. Please send it again.",
     voice_too_long=(
-        "Your voice message is {duration} s long; I can transcribe up to {limit} s. "
-        "Please send a shorter one."
+        "Your voice message is {duration:#second|seconds} long; I can transcribe up to "
+        "{limit:#second|seconds}. Please send a shorter one."
     ),
     voice_transcript="<blockquote>🎙 {text}</blockquote>",
     voice_empty="I couldn't make out any words in that voice message.",
     thinking="Thinking…",
     error_auth="{model} refused our credentials. Please pick another model with /model.",
+    error_auth_no_switch="{model} refused our credentials. Please try again later.",
     error_not_found="{model} is not available from its provider. Please pick another with /model.",
+    error_not_found_no_switch="{model} is not available from its provider. Please try again later.",
     error_bad_request="{model} could not accept this request. Try rephrasing it.",
     error_context="The conversation is too long for {model}. Send /new to start over.",
     error_rate_limited="{model} is busy right now. Try again in a minute, or pick another /model.",
+    error_rate_limited_no_switch="{model} is busy right now. Try again in a minute.",
     error_timeout="{model} took too long to answer. Please try again.",
     error_unavailable="{model} is unavailable right now. Try again later, or pick another /model.",
+    error_unavailable_no_switch="{model} is unavailable right now. Try again later.",
     error_unsupported="{model} can't do that. Please pick another model with /model.",
+    error_unsupported_no_switch="{model} can't do that.",
     error_generic="Something went wrong with {model}. Please try again.",
     interrupted="(answer interrupted: {reason})",
     shutting_down="the bot was restarting. Please ask again",
-    stopped="(stopped)",
+    stopped="(stopped: this request still counts toward today's limits)",
     stop_button="⏹ Stop",
+    not_your_button="This button belongs to someone else's message.",
+    answer_in_file="The answer is too long for messages: the whole of it is in this file.",
+    answer_file_name="answer",
     retry_button="🔄 Retry",
     still_answering="I'm still answering your previous message: press Stop (or /stop), or wait.",
     nothing_to_stop="Nothing is being written right now.",
     retry_expired="That request is too old to retry; please send it again.",
-    prompt_too_long="Your message is too long: {length} characters, the limit is {limit}.",
+    prompt_too_long=(
+        "Your message is too long: {length:#character|characters}, the limit is "
+        "{limit:#character|characters}."
+    ),
     empty_answer="{model} returned an empty answer. Please try again.",
     service_unavailable="The bot is temporarily unavailable. Please try again in a minute.",
     limit_model=(
-        "You have used today's {limit} requests to {model}. It resets at {time} "
+        "You have used today's {limit:#request|requests} to {model}. It resets at {time} "
         "(in {left}); other models may still answer: /model."
     ),
-    limit_overall=(
-        "You have used today's free allowance of {limit} credits. It resets at {time} (in {left})."
+    limit_model_no_switch=(
+        "You have used today's {limit:#request|requests} to {model}. It resets at {time} "
+        "(in {left})."
     ),
-    limits_overall="<b>Today:</b> {left} of {limit} credits left.",
+    limit_overall=(
+        "You have used today's free allowance of {limit:#credit|credits}. It resets at {time} "
+        "(in {left})."
+    ),
+    limits_overall="<b>Today:</b> {left} of {limit:#credit|credits} left.",
     limits_no_overall="<b>Today:</b> no overall limit.",
     limits_resets="Limits reset at {time} (in {left}).",
-    limits_model="{model}: {cost} credit(s) a request",
-    limits_model_capped="{model}: {cost} credit(s) a request, {left} of {limit} requests left",
+    limits_model="{model}: {cost:#credit|credits} a request",
+    limits_model_capped=(
+        "{model}: {cost:#credit|credits} a request, {left} of {limit:#request|requests} left"
+    ),
+    limits_model_blocked="{model}: {cost:#credit|credits} a request, more than you have left today",
     limits_admin="You are an admin: no limits apply to you.",
     compare_choose=(
         "Choose 2 to 4 models for /compare. Now: {models}\n\nThen ask: /compare <question>"
     ),
-    compare_toggle_bounds="A comparison takes {low} to {high} models.",
+    compare_toggle_bounds="A comparison takes {low} to {high:#model|models}.",
     compare_need_models="Fewer than two models are available, so there is nothing to compare.",
-    compare_skipped="Skipped (today's limit reached): {models}.",
+    compare_skipped=(
+        "Skipped, over today's limit: {models}. Limits reset at {time} (in {left}); /limits "
+        "shows what is left."
+    ),
     compare_footer_time="{seconds:.1f} s",
-    compare_footer_tokens="{tokens} tokens",
+    compare_footer_tokens="{tokens:#token|tokens}",
     compare_continue="Continue with {model}",
     compare_best="👍 Best",
     compare_continued="Now talking to {model}; the conversation goes on from its answer.",
@@ -112,11 +138,12 @@ EN = Texts(
     vote_counted="Vote counted for {model}. See /top.",
     vote_already="You have already voted in this comparison.",
     top_title="<b>Models by votes</b>",
-    top_line="{place}. {model}: {votes}",
+    top_line="{place}. {model}: {votes:#vote|votes}",
     top_empty="No votes yet: press 👍 Best under a /compare answer.",
-    stats_title="<b>{date}</b>: {users} users",
-    stats_model="{model}: {count} requests",
-    stats_failures="{provider}: {count} failures",
+    admin_private_only="Admin commands work in a private chat with me.",
+    stats_title="<b>{date}</b>: {users:#user|users}",
+    stats_model="{model}: {count:#request|requests}",
+    stats_failures="{provider}: {count:#failure|failures}",
     reload_done="The model catalog was reloaded on every replica.",
     reload_refused="The catalog was not reloaded:\n{problem}",
     hours_minutes="{h} h {m} min",
