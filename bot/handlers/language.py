@@ -13,7 +13,7 @@ from aiogram.types import CallbackQuery, InaccessibleMessage, Message, User
 from bot.keyboards import AUTO, PickLanguage, language_keyboard
 from bot.services.prefs import Prefs
 from bot.texts import LANGUAGES, Texts, texts_for
-from bot.texts.base import html
+from bot.texts.base import html, shorten
 
 
 def router() -> Router:
@@ -29,16 +29,16 @@ async def _pick(user: User, code: str, prefs: Prefs, texts: Texts) -> tuple[Text
     if code == AUTO:
         await prefs.forget(user.id, "lang")
         now = texts_for(user.language_code)
-        return now, now.language_auto_set.format(language=now.language_name)
+        return now, now.language_auto_set.format(language=now.language_name_inline)
     if code not in LANGUAGES:
         codes = ", ".join([*LANGUAGES, AUTO])
-        return texts, texts.language_unknown.format(code=code, codes=codes)
+        return texts, texts.language_unknown.format(code=shorten(code), codes=codes)
     await prefs.set(user.id, lang=code)
     return LANGUAGES[code], LANGUAGES[code].language_set
 
 
 def _choose_text(texts: Texts) -> str:
-    return html(texts.language_choose, language=texts.language_name)
+    return html(texts.language_choose, language=texts.language_name_inline)
 
 
 async def language_command(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from html import escape
 
 from aiogram import Router
 from aiogram.exceptions import TelegramBadRequest
@@ -13,7 +14,7 @@ from bot.catalog import Catalog
 from bot.keyboards import PickModel, model_keyboard
 from bot.services.prefs import Prefs, UserPrefs
 from bot.texts import Texts
-from bot.texts.base import html
+from bot.texts.base import html, shorten
 
 
 def router() -> Router:
@@ -45,7 +46,7 @@ async def _pick(user_id: int, model_id: str, prefs: Prefs, catalog: Catalog, tex
     if image is not None:
         await prefs.set(user_id, image=image.id)
         return texts.model_image_switched.format(model=image.title)
-    return texts.model_unknown.format(model_id=model_id, models=_available(catalog))
+    return texts.model_unknown.format(model_id=shorten(model_id), models=_available(catalog))
 
 
 def _known(catalog: Catalog, model_id: str) -> bool:
@@ -85,8 +86,11 @@ async def model_pressed(
     current = await prefs.get(user_id)
     message = query.message
     if message is not None and not isinstance(message, InaccessibleMessage):
+        # the whole menu as /model shows it (the image model's line too), and the switch
+        text = f"{_choose_text(catalog, current, texts)}\n\n{escape(said, quote=False)}"
         with contextlib.suppress(TelegramBadRequest):  # pressed twice: nothing changed
             await message.edit_text(
-                said,
+                text,
+                parse_mode="HTML",
                 reply_markup=model_keyboard(catalog, current.model, texts, current.image),
             )
