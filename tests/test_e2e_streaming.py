@@ -320,7 +320,7 @@ async def test_unsupported_content_gets_a_short_answer_and_edits_are_ignored(
             assert reply["text"] == EN.unsupported, send.__name__
             assert re.search(r"/help\b", reply["text"])
         await ann.send("/nonsense")
-        assert (await ann.next_message())["text"] == EN.unsupported
+        assert (await ann.next_message())["text"] == EN.unknown_command.format(command="/nonsense")
         assert h.llm_requests() == []
 
         question = await ann.send("original question")

@@ -1,5 +1,6 @@
-"""Admin commands (ADMIN_IDS only): /stats and /reload. For anyone else they are
-unknown commands."""
+"""Admin commands (ADMIN_IDS only): /stats and /reload, answered in a private chat
+only: in a group an admin is told to ask in private, and nothing about the bot is
+posted there. For anyone else they are unknown commands."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aiogram.filters import Command, Filter
 from aiogram.types import Message
 
 from bot.catalog import Catalog
+from bot.filters import private
 from bot.services.quota import Quota
 from bot.services.stats import Stats
 from bot.settings import Settings
@@ -24,9 +26,15 @@ class IsAdmin(Filter):
 
 def router() -> Router:
     r = Router(name=__name__)
-    r.message.register(stats, Command("stats"), IsAdmin())
-    r.message.register(reload, Command("reload"), IsAdmin())
+    r.message.register(stats, Command("stats"), IsAdmin(), private)
+    r.message.register(reload, Command("reload"), IsAdmin(), private)
+    r.message.register(not_here, Command("stats", "reload"), IsAdmin())
     return r
+
+
+async def not_here(message: Message, texts: Texts) -> None:
+    """An admin command in a group: say where it works, and nothing else."""
+    await message.answer(texts.admin_private_only)
 
 
 async def stats(
