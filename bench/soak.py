@@ -1,75 +1,8 @@
-"""Soak test: two bot replicas in webhook mode on one Redis, thousands of messages, faults
-injected on both sides (issue #6, "bench/soak.py").
-
-Run from the repository root, either way::
-
-    .venv/bin/python -m bench.soak                                   # 10,000 messages, 500 users
-    .venv/bin/python bench/soak.py --messages 1000 --users 100       # a quick run
-
-What runs:
-
-- Two replicas: each is the real ``python -m bot`` (production start: settings from the
-  environment, redacted logging at ``LOG_LEVEL``, ``gc.freeze()``, webhook server, SIGTERM
-  handling) in its own process, on its own loopback port, both pointed at one throwaway
-  redis-server (``tests.redis_server.RedisServer``) and at the doubles below. Their logs
-  go to files and are scanned at the end.
-- In this process: the fake Bot API (``tests.doubles.telegram.TelegramDouble``), the
-  fake OpenAI API (``tests.doubles.openai_api.OpenAIDouble``) and the driver. The driver
-  plays Telegram's webhook delivery and the load balancer at once: it POSTs each update
-  (with the secret token header, at most ``--connections`` at a time, as Telegram keeps
-  up to 40 connections by default) to the replicas in turn.
-- ``--users`` people, each sending its share of ``--messages`` one after another: the next
-  once the bot's final message for the previous one arrived, after a short think time
-  (so their chats see one answer at a time, like a person). Users start over a ramp, and
-  all of them together send at most ``--rate`` messages a second (default 80: about half
-  of what two replicas handle on a 2-core machine shared with the doubles, so the
-  overhead measured is the bot's, not a queue's; ``--rate 0`` finds the saturation
-  throughput instead). The default size then takes about 2 1/2 minutes.
-
-Faults injected:
-
-- Upstream: a deterministic ``--fail-rate`` of the messages (picked with ``--seed``) are
-  answered by the model API with 500 or 503 on every attempt (the adapter's retries
-  included), so the user must get the error sentence and the reservation back.
-- Telegram: ``--tg-429`` times, evenly spread over the run, the next ``sendMessage`` (whoever
-  sends it) gets ``429 Too Many Requests, retry_after 1``; and the first
-  ``--tg-429-notices`` limit notices get one too (a 429 picked at random mostly lands on
-  an answer; this makes sure the short notices are tried as well).
-- Telegram delivering an update twice: ``--duplicates`` of the updates are POSTed to both
-  replicas at once; they must be answered once.
-- The daily allowance (``--daily-limit``, default: two below each user's share) makes
-  most users hit the overall cap near the end, so reservations, refunds and denials mix.
-
-What is checked (the table):
-
-- answered: the final message is ``echo: <the prompt>`` (the model double echoes);
-  told an error: one of the bot's error sentences; over the limit: the limit notice;
-- lost: a message that got no final message at all (neither an answer nor a sentence)
-  within ``--answer-timeout``; answered twice: more than one final message;
-- over-spent: per user, the Redis counter of the model (``m:soak`` in ``quota:{user}:<day>``)
-  above the number of answers delivered (a request counted although the user got no
-  text), or a total above the daily cap; under-counted: the reverse (free answers);
-- refunds exact: per user, the refunded reservations (``r:*`` fields set to ``x``) equal the
-  error sentences for injected upstream failures, and the standing ones equal the answers;
-- history intact: each user's ``history:{user}:<chat>`` is exactly the last
-  ``HISTORY_MAX_MESSAGES`` of their answered exchanges, in order;
-- overhead: from the moment the update's POST began to the moment the model API got the
-  request (p50 / p95 over the messages that reached it, and the p95 per tenth of the run,
-  which tells a bot that slows down from a machine that got busy); the POST's own time
-  apart; and how late this process's own event loop wakes (its timestamps are that late);
-- RSS (``VmRSS`` of ``/proc/<pid>/status``) of each replica process after start-up, after
-  the first tenth of the messages, at its peak and at the end; CPU per message;
-- logs: warnings and errors per replica, tracebacks, and the bot token, provider key and
-  webhook secret never printed; ``GET /metrics`` answered by each replica; each replica
-  exits 0 on SIGTERM.
-
-Goals: 0 lost, 0 answered twice, 0 over-spent, refunds exact, RSS growth (end - start)
-under 50 MB per replica, no traceback, no secret in the logs. Prints one table and notes
-(what the 429s hit, why messages were lost, the commonest log lines); ``--dump FILE``
-writes every message's timeline; ``--keep`` keeps the replicas' logs. Exits 1 when a goal
-is missed. The machine is shared by the replicas, the doubles and Redis (and whatever
-else runs): read the latency figures with the load average printed.
-"""
+"""Soak test (issue #6): two replicas of the real ``python -m bot`` in webhook mode on one
+Redis, thousands of messages from hundreds of users, faults injected on both sides
+(upstream 500/503, Telegram 429s, updates delivered twice, daily caps reached); every
+message's fate, the counters, refunds, histories, memory and logs are checked. See
+bench/README.md."""
 
 from __future__ import annotations
 
@@ -77,6 +10,7 @@ import argparse
 import asyncio
 import bisect
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -88,31 +22,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# ``python bench/soak.py`` puts bench/ first on sys.path; the bot and the doubles are
-# imported from the repository root.
-ROOT = str(Path(__file__).resolve().parent.parent)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+import aiohttp
+from aiohttp import web
+from redis.asyncio import Redis
 
-import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
-from redis.asyncio import Redis  # noqa: E402
+from bench import kit
+from bot.texts import EN
+from tests.doubles.base import Reply
+from tests.doubles.openai_api import OpenAIDouble
+from tests.doubles.telegram import ApiError
+from tests.harness import KEYS, WEBHOOK_PATH, WEBHOOK_SECRET
+from tests.redis_server import free_port
 
-from bench.chat import Table, pct  # noqa: E402
-from bot.texts import EN  # noqa: E402
-from tests.doubles.base import Reply  # noqa: E402
-from tests.doubles.openai_api import OpenAIDouble  # noqa: E402
-from tests.doubles.telegram import ApiError, TelegramDouble  # noqa: E402
-from tests.redis_server import RedisServer, free_port  # noqa: E402
-
-API_KEY = "sk-soak-provider-key-0123456789"
-WEBHOOK_SECRET = "soak-webhook-secret-0123456789"
-WEBHOOK_PATH = "/telegram/webhook"
+API_KEY = KEYS["OPENAI_API_KEY"]
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 MODEL_TITLE = "Soak Model"
 MODEL_ID = "soak"
@@ -121,41 +48,23 @@ HISTORY_MAX_MESSAGES = 40  # the bot's default, set explicitly for the replicas
 GOAL_RSS_GROWTH_MB = 50.0
 FIRST_USER_ID = 200_001
 REPLICAS = 2
-
-CATALOG = """\
-[defaults]
-model = "{model}"
-daily_limit = {daily_limit}
-
-[providers.soak]
-kind = "openai"
-base_url = "{base_url}/v1"
-api_key_env = "SOAK_API_KEY"
-timeout = 20
-max_retries = 1
-
-[[models]]
-id = "{model}"
-title = "{title}"
-provider = "soak"
-name = "soak-model"
-"""
+QUICK = {
+    "messages": 100,
+    "users": 20,
+    "tg_429": 2,
+    "tg_429_notices": 1,
+    "ramp": 0.5,
+    "think_min": 0.05,
+    "think_max": 0.2,
+    "deadline": 40.0,
+    "settle": 10.0,
+}
 
 # What the bot may send instead of an answer (English: the users' language_code is "en").
 ERROR_SENTENCES = {
-    getattr(EN, name).format(model=MODEL_TITLE)
-    for name in (
-        "error_auth",
-        "error_not_found",
-        "error_bad_request",
-        "error_context",
-        "error_rate_limited",
-        "error_timeout",
-        "error_unavailable",
-        "error_unsupported",
-        "error_generic",
-        "empty_answer",
-    )
+    getattr(EN, f.name).format(model=MODEL_TITLE)
+    for f in dataclasses.fields(EN)
+    if f.name.startswith("error_") or f.name == "empty_answer"
 }
 LIMIT_PREFIX = EN.limit_overall.split("{", 1)[0]
 
@@ -163,15 +72,13 @@ LIMIT_PREFIX = EN.limit_overall.split("{", 1)[0]
 # -- the doubles ---------------------------------------------------------------------
 
 
-class SoakTelegram(TelegramDouble):
-    """The fake Bot API, noting every final message (sendMessage) per chat with its time,
-    and waking the user who waits for it. Raw requests are not kept (memory)."""
+class SoakTelegram(kit.FinalsTelegram):
+    """The fake Bot API: raw requests not kept (memory); the next ``notice_429`` limit
+    notices answered 429 (a 429 picked at random mostly lands on an answer)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.finals: dict[int, list[tuple[float, str]]] = defaultdict(list)
-        self._arrived: dict[int, asyncio.Event] = {}
-        self.notice_429 = 0  # the next limit notices sent get a 429 (targeted injection)
+        self.notice_429 = 0
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -185,80 +92,34 @@ class SoakTelegram(TelegramDouble):
             raise ApiError(429, "Too Many Requests: retry after 1", retry_after=1)
         return await super()._dispatch(method, params)
 
-    def _api_sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
-        message = super()._api_sendMessage(params)
-        chat_id = int(message["chat"]["id"])
-        self.finals[chat_id].append((time.monotonic(), str(message.get("text", ""))))
-        event = self._arrived.get(chat_id)
-        if event is not None:
-            event.set()
-        return message
-
-    async def wait_finals(self, chat_id: int, count: int, seconds: float) -> bool:
-        """Until the chat holds ``count`` final messages (True) or ``seconds`` (False)."""
-        deadline = time.monotonic() + seconds
-        event = self._arrived.setdefault(chat_id, asyncio.Event())
-        while len(self.finals[chat_id]) < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            event.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
-        return True
-
     def new_message(self, user_id: int, text: str) -> dict[str, Any]:
         """A user's private message as it appears in an update (not kept in the chat)."""
-        chat = self.chats[user_id]
         sender = {"id": user_id, "is_bot": False, "first_name": f"U{user_id}"}
-        sender["language_code"] = "en"
-        message = self._new_message(chat, sender)
-        message["text"] = text
-        return message
-
-
-def _last_user_message(payload: Any) -> str | None:
-    messages = payload.get("messages") if isinstance(payload, dict) else None
-    last: str | None = None
-    for message in messages if isinstance(messages, list) else []:
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            last = content if isinstance(content, str) else json.dumps(content)
-    return last
+        message = self._new_message(self.chats[user_id], {**sender, "language_code": "en"})
+        return {**message, "text": text}
 
 
 class SoakLLM(OpenAIDouble):
-    """The fake OpenAI API: notes when each prompt's request first arrived and how many
-    attempts it got; the prompts in ``failing`` get their status (500/503) every time."""
+    """The fake OpenAI API, timed (raw requests not kept); the prompts in ``failing`` get
+    their status (500/503) on every attempt."""
 
     def __init__(self, key: str, failing: dict[str, int], reply: Reply) -> None:
         super().__init__(key=key)
         self.failing = failing
         self.default = reply
-        self.arrived: dict[str, float] = {}
-        self.attempts: Counter[str] = Counter()
+        self.timing = kit.time_requests(self)
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        request["arrived"] = time.monotonic()
         response: web.StreamResponse = await handler(request)
         return response
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:
-        try:
-            payload = await request.json()
-        except ValueError:
-            payload = None
-        prompt = _last_user_message(payload)
-        if prompt is not None:
-            self.arrived.setdefault(prompt, request["arrived"])
-            self.attempts[prompt] += 1
-            status = self.failing.get(prompt)
-            if status is not None and self.authorized(request):
-                error = {"message": "injected upstream failure", "type": "server_error"}
-                return web.json_response(
-                    {"error": {**error, "param": None, "code": None}}, status=status
-                )
+        status = self.failing.get(request.get("prompt", ""))
+        if status is not None and self.authorized(request):
+            error = {"message": "injected upstream failure", "type": "server_error"}
+            body = {"error": {**error, "param": None, "code": None}}
+            return web.json_response(body, status=status)
         return await super()._answer(request)
 
 
@@ -451,7 +312,7 @@ class Driver:
                 return
             before = len(self.tg.finals[user])
             await self._post(msg)
-            await self.tg.wait_finals(user, before + 1, self.args.answer_timeout)
+            await self.tg.wait_finals(before + 1, self.args.answer_timeout, user)
             await asyncio.sleep(self.rng.uniform(self.args.think_min, self.args.think_max))
 
     async def _slot(self) -> None:
@@ -573,21 +434,17 @@ class Audit:
 async def audit_redis(redis_url: str, plan: dict[int, list[Msg]], cap: int) -> Audit:
     audit = Audit()
     pattern = re.compile(r"^quota:\{(\d+)\}:")
-    per_user: dict[int, dict[str, str]] = defaultdict(dict)
+    per_user: dict[int, dict[str, Any]] = {}
     client = Redis.from_url(redis_url, decode_responses=True)
     try:
-        async for raw_key in client.scan_iter(match="quota:*", count=1000):
-            key = str(raw_key)
-            match = pattern.match(key)
-            if match is None:
+        async for key in client.scan_iter(match="quota:*", count=1000):
+            if (match := pattern.match(str(key))) is None:
                 continue
-            user = int(match.group(1))
-            raw = await client.hgetall(key)
-            for name, value in ((str(k), str(v)) for k, v in raw.items()):
-                if name.startswith("r:"):
-                    per_user[user][f"{key}|{name}"] = value
-                else:  # several days: add the counters up
-                    per_user[user][name] = str(int(per_user[user].get(name, 0)) + int(value))
+            day = kit.quota_hash(await client.hgetall(key))
+            state = per_user.setdefault(int(match.group(1)), day)
+            if state is not day:  # several days: add them up
+                for name in ("total", "m", "live", "x"):
+                    state[name] += day[name]
         histories: dict[int, list[str]] = {}
         for user in plan:
             items = await client.lrange(f"history:{{{user}}}:{user}", 0, -1)
@@ -597,14 +454,11 @@ async def audit_redis(redis_url: str, plan: dict[int, list[Msg]], cap: int) -> A
 
     audit.users = len(per_user)
     for user, msgs in plan.items():
-        fields = per_user.get(user, {})
+        state = per_user.get(user) or kit.quota_hash({})
         answers = [m for m in msgs if m.finals and classify(m, m.finals[0]) == "answer"]
         errors = [m for m in msgs if m.finals and classify(m, m.finals[0]) == "error"]
-        counted = int(fields.get(f"m:{MODEL_ID}", 0))
-        total = int(fields.get("total", 0))
-        marks = [v for k, v in fields.items() if "|r:" in k]
-        standing = sum(1 for v in marks if v != "x")
-        refunded = sum(1 for v in marks if v == "x")
+        counted, total = int(state["m"][MODEL_ID]), int(state["total"])
+        standing, refunded = int(state["live"]), int(state["x"])
         audit.counted += counted
         audit.standing += standing
         audit.refunded += refunded
@@ -673,25 +527,32 @@ async def run(args: argparse.Namespace, redis_url: str, tmp: Path) -> dict[str, 
     tg, llm = SoakTelegram(), SoakLLM(API_KEY, failing, reply)
     async with tg, llm:
         tg.notice_429 = args.tg_429_notices
-        catalog = tmp / "models.toml"
-        catalog.write_text(
-            CATALOG.format(
-                model=MODEL_ID, title=MODEL_TITLE, base_url=llm.url, daily_limit=args.daily_limit
-            ),
-            encoding="utf-8",
+        catalog = kit.write_catalog(
+            tmp / "models.toml",
+            {"model": MODEL_ID, "daily_limit": args.daily_limit},
+            {
+                "soak": {
+                    "kind": "openai",
+                    "base_url": f"{llm.url}/v1",
+                    "api_key_env": "SOAK_API_KEY",
+                    "timeout": 20,
+                    "max_retries": 1,
+                }
+            },
+            [{"id": MODEL_ID, "title": MODEL_TITLE, "provider": "soak", "name": "soak-model"}],
         )
         keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
         env = {k: v for k, v in os.environ.items() if k in keep}
         env.update(
-            PYTHONPATH=ROOT,
+            PYTHONPATH=kit.ROOT,
             PYTHONUNBUFFERED="1",
             BOT_TOKEN=tg.token,
             TELEGRAM_API_URL=tg.url,
             REDIS_URL=redis_url,
             MODELS_FILE=str(catalog),
             SOAK_API_KEY=API_KEY,
-            # the public URL Telegram is given; each replica serves its path on its port
-            WEBHOOK_URL=f"https://soak.example.org{WEBHOOK_PATH}",
+            # the URL Telegram is given (never called); each replica serves its path on its port
+            WEBHOOK_URL=f"http://127.0.0.1:1{WEBHOOK_PATH}",
             WEBHOOK_SECRET=WEBHOOK_SECRET,
             WEBHOOK_HOST="127.0.0.1",
             LOG_LEVEL=args.log_level,
@@ -745,8 +606,8 @@ async def run(args: argparse.Namespace, redis_url: str, tmp: Path) -> dict[str, 
                 await replica.stop(grace=15)
         results["replicas"] = replicas
         results["strays"] = attribute(tg, plan)
-        results["llm_arrived"] = dict(llm.arrived)
-        results["llm_attempts"] = Counter(llm.attempts)
+        results["llm_arrived"] = dict(llm.timing.arrived)
+        results["llm_attempts"] = Counter(llm.timing.attempts)
         results["notice_429_left"] = tg.notice_429
         results["tg_429"] = [
             c.text or "" for c in tg.calls("sendMessage") if c.status == 429 and c.text is not None
@@ -828,7 +689,7 @@ def _mb(value: int | None) -> str:
     return "n/a" if value is None else f"{value / 2**20:.1f}"
 
 
-def report(args: argparse.Namespace, results: dict[str, Any]) -> bool:
+def report(args: argparse.Namespace, results: dict[str, Any]) -> kit.Table:
     plan: dict[int, list[Msg]] = results["plan"]
     msgs = [m for user_msgs in plan.values() for m in user_msgs]
     sent = [m for m in msgs if m.posted is not None]
@@ -861,9 +722,7 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> bool:
 
     print(
         f"\nbench.soak: {len(plan)} users, {len(msgs)} messages, {REPLICAS} replicas "
-        f"(python -m bot, webhook mode, LOG_LEVEL {args.log_level}); Python "
-        f"{sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.2f}."
+        f"(python -m bot, webhook mode, LOG_LEVEL {args.log_level}); {kit.machine()}."
     )
     print(
         f"Injected: {sum(1 for m in msgs if m.fail)} upstream failures (500/503 on every "
@@ -872,66 +731,47 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> bool:
         f"allowance {args.daily_limit or 'none'} per user; offered rate "
         f"{f'{args.rate:g}/s' if args.rate > 0 else 'uncapped'}.\n"
     )
-    table = Table()
+    table = kit.Table()
     table.add(
         "messages POSTed / planned",
         f"{len(sent)} / {len(msgs)} in {seconds:.1f} s ({len(sent) / seconds:.0f}/s)",
         "all",
         len(sent) == len(msgs),
+        check=True,
     )
     table.add("  answered (echo of the prompt)", str(outcome["answer"]))
     table.add("  told an upstream error (one sentence)", str(outcome["error"]))
     table.add("  over the daily limit (notice)", str(outcome["limit"]))
-    table.add("lost (no final message at all)", str(outcome["lost"]), "0", outcome["lost"] == 0)
-    table.add("answered twice", str(outcome["twice"]), "0", outcome["twice"] == 0)
-    table.add("wrong reply (not what the fault calls for)", str(len(wrong)), "0", not wrong)
-    table.add(
-        "asked upstream twice (no fault; duplicates!)",
-        str(asked_twice),
-        "0",
-        asked_twice == 0,
-    )
-    table.add("over the limit yet sent upstream", str(limited_upstream), "0", limited_upstream == 0)
-    table.add("over-spent (counted, no answer)", str(audit.over_spent), "0", audit.over_spent == 0)
-    table.add(
-        "  users over the daily cap", str(audit.over_cap_users), "0", audit.over_cap_users == 0
-    )
-    table.add(
-        "  under-counted (answer, no count)",
-        str(audit.under_counted),
-        "0",
-        audit.under_counted == 0,
-    )
+    table.zero("lost (no final message at all)", outcome["lost"])
+    table.zero("answered twice", outcome["twice"])
+    table.zero("wrong reply (not what the fault calls for)", len(wrong))
+    table.zero("asked upstream twice (no fault; duplicates!)", asked_twice)
+    table.zero("over the limit yet sent upstream", limited_upstream)
+    table.zero("over-spent (counted, no answer)", audit.over_spent)
+    table.zero("  users over the daily cap", audit.over_cap_users)
+    table.zero("  under-counted (answer, no count)", audit.under_counted)
     exact = audit.refund_mismatch_users == 0 and audit.refunded == outcome["error"]
     table.add(
         "refunds exact: refunded / error sentences",
         f"{audit.refunded} / {outcome['error']} ({failed_reached} failures reached the API)",
         "equal, per user",
         exact and audit.refunded == failed_reached,
+        check=True,
     )
     table.add(
         "  standing reservations / answers",
         f"{audit.standing} / {outcome['answer']}",
         "equal, per user",
         audit.standing == outcome["answer"] and audit.refund_mismatch_users == 0,
+        check=True,
     )
-    table.add(
-        "  users whose counters disagree (m:, total, r:)",
-        str(audit.inconsistent_users),
-        "0",
-        audit.inconsistent_users == 0,
-    )
-    table.add(
-        "history intact (users with a wrong history)",
-        str(audit.history_bad_users),
-        "0",
-        audit.history_bad_users == 0,
-    )
+    table.zero("  users whose counters disagree (m:, total, r:)", audit.inconsistent_users)
+    table.zero("history intact (users with a wrong history)", audit.history_bad_users)
     table.add(
         f"overhead: POST -> model API request, p50 ({len(overhead)})",
-        f"{pct(overhead, 50):.1f} ms",
+        f"{kit.pct(overhead, 50):.1f} ms",
     )
-    table.add("  same, p95", f"{pct(overhead, 95):.1f} ms")
+    table.add("  same, p95", f"{kit.pct(overhead, 95):.1f} ms")
     table.add("  same, max", f"{max(overhead, default=float('nan')):.1f} ms")
     tenths: list[list[float]] = [[] for _ in range(10)]
     began = min((m.posted for m in sent if m.posted is not None), default=0.0)
@@ -942,21 +782,18 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> bool:
             tenths[tenth].append((arrived[m.prompt] - m.posted) * 1e3)
     table.add(
         "  same, p95 per tenth of the run",
-        " ".join(f"{pct(values, 95):.0f}" if values else "-" for values in tenths) + " ms",
+        " ".join(f"{kit.pct(values, 95):.0f}" if values else "-" for values in tenths) + " ms",
     )
     lags = results["lags"]
     table.add(
         "  driver's own loop lag, p99 / max (measurement noise)",
-        f"{pct(lags, 99):.1f} / {max(lags, default=float('nan')):.1f} ms",
+        f"{kit.pct(lags, 99):.1f} / {max(lags, default=float('nan')):.1f} ms",
     )
     table.add(
         "  POST -> 200 (acknowledgement), p50 / p95",
-        f"{pct(post_ms, 50):.1f} / {pct(post_ms, 95):.1f} ms",
+        f"{kit.pct(post_ms, 50):.1f} / {kit.pct(post_ms, 95):.1f} ms",
     )
-    statuses = Counter(m.status for m in sent)
-    table.add(
-        "  webhook answers not 200", str(len(sent) - statuses[200]), "0", statuses[200] == len(sent)
-    )
+    table.zero("  webhook answers not 200", sum(1 for m in sent if m.status != 200))
     for i, replica in enumerate(replicas):
         start, end = results["rss_start"][i], results["rss_end"][i]
         growth = (end - start) / 2**20
@@ -983,11 +820,10 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> bool:
             f"exit {replica.exit_code}",
             "exit 0",
             replica.exit_code == 0,
+            check=True,
         )
-    leaks = sum(log["leaks"] for log in logs)
-    table.add("secrets in the logs (token, key, webhook secret)", str(leaks), "0", leaks == 0)
-    tracebacks = sum(log["tracebacks"] for log in logs)
-    table.add("tracebacks in the logs", str(tracebacks), "0", tracebacks == 0)
+    table.zero("secrets in the logs (token, key, webhook secret)", sum(g["leaks"] for g in logs))
+    table.zero("tracebacks in the logs", sum(log["tracebacks"] for log in logs))
     levels: Counter[str] = sum((log["levels"] for log in logs), Counter())
     table.add(
         "log lines: warnings / errors",
@@ -1047,7 +883,7 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> bool:
     print()
     for note in notes:
         print(note)
-    return table.ok
+    return table
 
 
 def dump(path: Path, results: dict[str, Any]) -> None:
@@ -1094,56 +930,50 @@ def classify_text(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--messages", type=int, default=10_000)
-    parser.add_argument("--users", type=int, default=500)
-    parser.add_argument("--fail-rate", type=float, default=0.05, help="upstream 500/503 share")
-    parser.add_argument("--tg-429", type=int, default=20, help="429s injected on sendMessage")
-    parser.add_argument(
-        "--tg-429-notices", type=int, default=5, help="429s on the first limit notices"
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    kit.options(
+        parser,
+        messages=10_000,
+        users=500,
+        fail_rate=(0.05, "upstream 500/503 share"),
+        tg_429=(20, "429s injected on sendMessage"),
+        tg_429_notices=(5, "429s on the first limit notices"),
+        rate=(80.0, "messages/s at most overall (0: no cap)"),
+        duplicates=(0.01, "updates POSTed twice"),
+        daily_limit=(-1, "credits per user (-1: share - 2; 0: none)"),
+        first_delay=(0.05, "model's time to start"),
+        chunk_delay=(0.01, "between streamed words"),
+        think_min=(0.2, "user's pause, seconds"),
+        think_max=0.6,
+        ramp=(3.0, "users start within this"),
+        connections=(40, "webhook POSTs at once"),
+        answer_timeout=(15.0, "a user waits this long"),
+        deadline=(170.0, "no new message after"),
+        settle=30.0,
+        start_timeout=60.0,
+        log_level="INFO",
+        seed=6,
+        keep=(False, "keep the logs; print where"),
     )
-    parser.add_argument(
-        "--rate", type=float, default=80.0, help="messages/s at most overall (0: no cap)"
-    )
-    parser.add_argument("--duplicates", type=float, default=0.01, help="updates POSTed twice")
-    parser.add_argument(
-        "--daily-limit", type=int, default=-1, help="credits per user (-1: share - 2; 0: none)"
-    )
-    parser.add_argument("--first-delay", type=float, default=0.05, help="model's time to start")
-    parser.add_argument("--chunk-delay", type=float, default=0.01, help="between streamed words")
-    parser.add_argument("--think-min", type=float, default=0.2, help="user's pause, seconds")
-    parser.add_argument("--think-max", type=float, default=0.6)
-    parser.add_argument("--ramp", type=float, default=3.0, help="users start within this")
-    parser.add_argument("--connections", type=int, default=40, help="webhook POSTs at once")
-    parser.add_argument("--answer-timeout", type=float, default=15.0, help="a user waits this long")
-    parser.add_argument("--deadline", type=float, default=170.0, help="no new message after")
-    parser.add_argument("--settle", type=float, default=30.0)
-    parser.add_argument("--start-timeout", type=float, default=60.0)
-    parser.add_argument("--log-level", default="INFO")
-    parser.add_argument("--seed", type=int, default=6)
-    parser.add_argument("--keep", action="store_true", help="keep the logs; print where")
     parser.add_argument("--dump", type=Path, help="write every message's timeline (JSON lines)")
-    args = parser.parse_args(argv)
+    args = kit.parse(parser, argv, QUICK)
     if args.users < 1 or args.messages < args.users:
         parser.error("need --users >= 1 and --messages >= --users")
     if args.daily_limit < 0:
         args.daily_limit = max(1, args.messages // args.users - 2)
     tmp = Path(tempfile.mkdtemp(prefix="bench-soak-"))
-    server = RedisServer()
-    server.start()
-    ok = False
     try:
-        results = asyncio.run(run(args, server.url, tmp))
-        ok = report(args, results)
+        with kit.redis_server() as server:
+            results = asyncio.run(run(args, server.url, tmp))
+        table = report(args, results)
         if args.dump is not None:
             dump(args.dump, results)
     finally:
-        server.cleanup()
         if args.keep:
             print(f"\nreplica logs kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    return 0 if ok else 1
+    return kit.verdict(args, table.goals, table.checks)
 
 
 if __name__ == "__main__":
