@@ -1,77 +1,34 @@
 """/compare end to end: what it adds over its slowest model, and what it asks of Telegram.
-
-Run from the repository root, either way::
-
-    .venv/bin/python -m bench.compare
-    .venv/bin/python bench/compare.py [--rounds 10] [--long-rounds 2] [--rtt-rounds 3]
-
-The real app (``tests.harness.running_bot``: ``App.build`` + polling) runs against the
-fake Bot API, the model API doubles and a throwaway redis-server, all on 127.0.0.1 and
-all in this process and event loop (so the doubles' own CPU and timer overshoot share
-the loop with the bot). The compare set is the catalog's default: gpt, mistral, llama.
-Their doubles take 0.5 s, 1.0 s and 1.5 s from the request to the end of the answer.
-
-Variants, each ``/compare`` sent by a new user, one at a time (after one warm-up compare
-that opens the connections):
-
-- whole: each answer arrives at once (4 pieces 10 ms apart at the end of the latency);
-- streamed: the first piece after 0.1 s, then one every 50 ms until the same latencies;
-- long stream: as streamed, with 1, 2 and 3 s, so that each chat gets several edits;
-- whole, RTT 50 ms: as whole, with every Bot API call but getUpdates taking a 50 ms
-  round trip (25 ms there, 25 back), as from a server far from Telegram's (info only).
-
-Measured per compare (``time.monotonic()``, one clock for the bot and the doubles):
-
-- wall time, from getUpdates handing out the update (and from the user's send) to the
-  last model's final message (the one with "Continue with") reaching the fake Telegram,
-  minus that model's latency as measured at its double (request arrival to the end of
-  its stream); goal: under 50 ms for every compare. The same minus the scripted latency
-  is shown too: it also holds the doubles' timer overshoot (asyncio sleeps run late);
-- when the first Bot API call and the first provider request came after the handout,
-  the spread of the three requests' arrivals at the doubles, with this process's CPU
-  time inside that spread (the doubles share this process: receiving the first request
-  delays sending the next), and the spread of the bot's own ``Provider.stream`` calls
-  (goal: within 5 ms);
-- from the end of a model's stream (the double's ``write_eof``) to its final message;
-- Telegram calls by method, intermediate edits and final edits apart;
-- the gaps between edits in the chat: between intermediate edits (paced: goal at least
-  the pacer's ``EDIT_INTERVAL``), between any two edits (finals are not paced: no goal),
-  and from any update (placeholder, final) to the next intermediate edit.
-
-Prints one table with each figure, its goal and pass/fail; exits 1 when a goal is missed.
-"""
+The real app (``tests.harness.running_bot``) against the fake Bot API, the model API
+doubles and a throwaway redis-server, all in this process and event loop; the catalog's
+compare set (gpt, mistral, llama) answers in 0.5, 1.0 and 1.5 s, whole or streamed. See
+bench/README.md for the variants and the figures."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
+import contextlib
 import itertools
 import json
 import logging
-import os
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# ``python bench/compare.py`` puts bench/ first on sys.path; the bot, the harness and the
-# doubles are imported from the repository root.
-ROOT = str(Path(__file__).resolve().parent.parent)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from bot.keyboards import ContinueWith  # noqa: E402
-from bot.services.pacer import EDIT_INTERVAL  # noqa: E402
-from tests.doubles.base import Reply  # noqa: E402
-from tests.doubles.telegram import Call, FakeUser, TelegramDouble  # noqa: E402
-from tests.harness import Harness, running_bot  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from bench import kit
+from bot.keyboards import ContinueWith
+from bot.services.pacer import EDIT_INTERVAL
+from providers.base import ChatRequest, Provider
+from tests.doubles.base import LLMDouble, Reply
+from tests.doubles.telegram import Call, TelegramDouble
+from tests.harness import Harness, running_bot
 
 MODELS = ("gpt", "mistral", "llama")  # the catalog's default compare set, in its order
 GOAL_OVERHEAD_MS = 50.0  # wall time minus the slowest model's latency, every compare
@@ -81,13 +38,14 @@ SETTLE = 0.05  # s after a compare's last final message, before the next compare
 METHODS = ("sendMessage", "editMessageText", "sendChatAction", "sendMessageDraft")
 METHODS_LATER = ("answerCallbackQuery",)
 UPDATES = ("sendMessage", "editMessageText", "sendMessageDraft")  # what changes the chat
+QUICK = {"rounds": 1, "long_rounds": 1, "rtt_rounds": 1, "scale": 0.5}
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
     tag: str  # unique per variant: it makes each compare's question unique
-    latencies: tuple[float, float, float]  # gpt, mistral, llama: request to end of answer
+    latencies: tuple[float, ...]  # gpt, mistral, llama: request to end of answer
     first: float | None  # None: the whole answer at the end; else: first piece after this
     rounds: int
     rtt: float = 0.0  # simulated Bot API round trip (s)
@@ -134,25 +92,7 @@ class Run:
     failed: int = 0
 
 
-# -- instrumentation (instance attributes of this run's doubles only) -----------------
-
-
-def note_handouts(tg: TelegramDouble) -> dict[str, float]:
-    """When getUpdates handed out each message, by its text."""
-    handed: dict[str, float] = {}
-    original = tg._handlers["getUpdates"]
-
-    async def get_updates(params: dict[str, Any]) -> Any:
-        updates = await original(params)
-        now = time.monotonic()
-        for update in updates:
-            text = (update.get("message") or {}).get("text")
-            if text is not None:
-                handed.setdefault(text, now)
-        return updates
-
-    tg._handlers["getUpdates"] = get_updates
-    return handed
+# -- instrumentation (instance attributes of this run's doubles only) -------------------------
 
 
 def delay_bot_api(tg: TelegramDouble, rtt: list[float]) -> None:
@@ -195,11 +135,10 @@ def final_of(markup: Any) -> str | None:
     """The model whose final answer carries this keyboard ("Continue with"), else None
     (no keyboard, or a streaming one such as Stop)."""
     rows = (markup or {}).get("inline_keyboard", []) if isinstance(markup, dict) else []
-    for row in rows:
-        for button in row:
-            data = str(button.get("callback_data", ""))
-            if data.startswith(ContinueWith.__prefix__ + ":"):
-                return ContinueWith.unpack(data).id
+    for button in (button for row in rows for button in row):
+        data = str(button.get("callback_data", ""))
+        if data.startswith(ContinueWith.__prefix__ + ":"):
+            return ContinueWith.unpack(data).id
     return None
 
 
@@ -216,51 +155,47 @@ class NotingList(list[Any]):
         super().append(item)
 
 
-def note_stream_calls(h: Harness) -> dict[str, dict[str, float]]:
-    """When the bot called each provider's ``stream``, by prompt and model."""
+@contextlib.contextmanager
+def note_stream_calls(h: Harness) -> Iterator[dict[str, dict[str, float]]]:
+    """When the bot called each compared model's ``Provider.stream``, by prompt and model."""
     called: dict[str, dict[str, float]] = {}
     by_provider = {h.catalog.models[m].provider: m for m in MODELS}
-    for provider in h.app.core.pool:
-        model = by_provider.get(provider.name)
-        if model is None:
-            continue
-        original = provider.stream
+    original = Provider.stream
 
-        def stream(request: Any, _original: Any = original, _model: str = model) -> Any:
+    def stream(self: Provider, request: ChatRequest) -> Any:
+        model = by_provider.get(self.name)
+        if model is not None:
             prompt = request.messages[-1].content
-            called.setdefault(prompt, {}).setdefault(_model, time.monotonic())
-            return _original(request)
+            called.setdefault(prompt, {}).setdefault(model, time.monotonic())
+        return original(self, request)
 
-        provider.stream = stream  # type: ignore[method-assign]
-    return called
+    Provider.stream = stream  # type: ignore[method-assign]
+    try:
+        yield called
+    finally:
+        Provider.stream = original  # type: ignore[method-assign]
 
 
 def prompt_of(body: bytes) -> str:
     """The last user message of a chat request body."""
-    last = ""
-    for message in json.loads(body).get("messages") or []:
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):
-                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            last = str(content)
-    return last
+    return kit.last_user_text(json.loads(body)) or ""
 
 
-# -- one compare --------------------------------------------------------------------
+# -- one compare ---------------------------------------------------------------------------
 
 
 class Bench:
-    def __init__(self, h: Harness) -> None:
+    def __init__(self, h: Harness, called: dict[str, dict[str, float]]) -> None:
         self.h = h
-        self.handed = note_handouts(h.tg)
+        self.handed = kit.note_handouts(h.tg)
         self.rtt = [0.0]
         delay_bot_api(h.tg, self.rtt)
-        self.doubles = {m: h.llm(m) for m in MODELS}
-        for double in self.doubles.values():
-            double.requests = NotingList(double.requests)
+        self.doubles: dict[str, LLMDouble] = {m: h.llm(m) for m in MODELS}
+        self.requests = {m: NotingList(d.requests) for m, d in self.doubles.items()}
+        for model, double in self.doubles.items():
+            double.requests = self.requests[model]
         self.ends = {m: note_stream_ends(d) for m, d in self.doubles.items()}
-        self.called = note_stream_calls(h)
+        self.called = called
         self.titles = {m: h.catalog.models[m].title for m in MODELS}
         self.names = {m: h.catalog.models[m].name for m in MODELS}
         self.users = 0
@@ -271,20 +206,16 @@ class Bench:
         for model, latency in zip(MODELS, variant.latencies, strict=True):
             reply = variant.reply(latency, f"{model}{tag}w")
             self.doubles[model].replies[self.names[model]] = reply
-            assert reply.text is not None
-            texts[model] = reply.text
+            texts[model] = reply.text or ""
         return texts
-
-    def user(self) -> FakeUser:
-        self.users += 1
-        return self.h.tg.user(first_name=f"Bench{self.users}")
 
     async def compare(self, variant: Variant, index: int) -> Run:
         tg = self.h.tg
         self.rtt[0] = variant.rtt
         tag = f"{variant.tag}{index}"
         expected = self.script(variant, tag)
-        user = self.user()
+        self.users += 1
+        user = tg.user(first_name=f"Bench{self.users}")
         question = f"which is best, round {tag}?"
         text = f"/compare {question}"
         cpu = time.process_time()
@@ -309,19 +240,19 @@ class Bench:
         calls = tg.calls(chat_id=user.id)
         finals: dict[str, float] = {}
         for call in calls:
-            model = final_of(call.params.get("reply_markup")) if call.ok else None
-            if model is not None:
+            owner = final_of(call.params.get("reply_markup")) if call.ok else None
+            if owner is not None:
                 # visible when the fake Telegram acted on it: half the RTT after arrival
-                finals.setdefault(model, call.time + variant.rtt / 2)
+                finals.setdefault(owner, call.time + variant.rtt / 2)
         starts, starts_cpu = {}, {}
         for model, double in self.doubles.items():
-            requests = [
+            first = next(
                 r
                 for r in double.calls()
                 if r.method == "POST" and r.json and prompt_of(r.body) == question
-            ]
-            starts[model] = requests[0].time
-            starts_cpu[model] = double.requests.cpu.get(id(requests[0]), 0.0)
+            )
+            starts[model] = first.time
+            starts_cpu[model] = self.requests[model].cpu.get(id(first), 0.0)
         run = Run(
             sent=sent,
             handed=self.handed.get(text, sent),
@@ -344,7 +275,7 @@ class Bench:
         return run
 
 
-# -- report -------------------------------------------------------------------------
+# -- report -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -352,35 +283,19 @@ class Result:
     variant: Variant
     runs: list[Run]
 
-    @property
-    def slowest(self) -> float:
-        return max(self.variant.latencies)
-
-    def last(self, run: Run) -> str:
-        """The model whose final message came last."""
-        return max(MODELS, key=lambda m: run.finals[m])
-
     def overheads(self, since: str, actual: bool = True) -> list[float]:
         """Wall time minus the latency of the model that finished last: as measured at
         its double (request arrival to end of stream), or as scripted (``actual=False``:
         then the doubles' own timer overshoot counts against the bot)."""
         found = []
         for r in self.runs:
-            model = self.last(r)
-            latency = r.ends[model] - r.starts[model] if actual else self.slowest
+            model = max(MODELS, key=lambda m: r.finals[m])  # whose final message came last
+            latency = r.ends[model] - r.starts[model] if actual else max(self.variant.latencies)
             found.append((r.finals[model] - getattr(r, since) - latency) * 1e3)
         return found
 
-    def to_first_call(self) -> list[float]:
-        return [(r.calls[0].time - r.handed) * 1e3 for r in self.runs]
-
-    def to_requests(self) -> list[float]:
-        return [(min(r.starts.values()) - r.handed) * 1e3 for r in self.runs]
-
-    def calls_before_requests(self) -> list[float]:
-        return [
-            float(sum(1 for c in r.calls if c.time < min(r.starts.values()))) for r in self.runs
-        ]
+    def each(self, value: Callable[[Run], float]) -> list[float]:
+        return [value(r) for r in self.runs]
 
     def spread_cpu(self) -> list[float]:
         """This process's CPU time between the first and the last request arrival."""
@@ -392,12 +307,9 @@ class Result:
         return found
 
     def spreads(self, which: str = "starts") -> list[float]:
-        found = []
-        for r in self.runs:
-            times = getattr(r, which).values()
-            if times:  # (no stream() calls noted: the app's pool was not found)
-                found.append((max(times) - min(times)) * 1e3)
-        return found
+        times = [getattr(r, which).values() for r in self.runs]
+        # (no stream() calls noted: the providers were not reached)
+        return [(max(t) - min(t)) * 1e3 for t in times if t]
 
     def tails(self) -> list[float]:
         """End of a model's stream to its final message, every model of every compare."""
@@ -411,17 +323,8 @@ class Result:
             for m, lat in zip(MODELS, self.variant.latencies, strict=True)
         ]
 
-    def per_compare(self, method: str) -> list[float]:
-        return [float(r.methods.get(method, 0)) for r in self.runs]
-
-    def intermediates(self) -> list[float]:
-        return [float(len(r.intermediate)) for r in self.runs]
-
-    def finals_edits(self) -> list[float]:
-        return [float(len(r.edits) - len(r.intermediate)) for r in self.runs]
-
     def gaps(self, which: str) -> list[float]:
-        found = []
+        found: list[float] = []
         for r in self.runs:
             times = r.intermediate if which == "intermediate" else r.edits
             found.extend((b - a) * 1e3 for a, b in itertools.pairwise(times))
@@ -438,13 +341,6 @@ class Result:
                     found.append((b - a) * 1e3)
         return found
 
-    def close_pairs(self) -> list[float]:
-        """Per compare: edits that came less than EDIT_INTERVAL after the previous one."""
-        return [
-            float(sum(1 for a, b in itertools.pairwise(r.edits) if b - a < EDIT_INTERVAL))
-            for r in self.runs
-        ]
-
 
 def cell(values: list[float], fmt: str = ".1f", how: str = "med/max") -> str:
     if not values:
@@ -458,65 +354,34 @@ def cell(values: list[float], fmt: str = ".1f", how: str = "med/max") -> str:
     return f"{statistics.median(values):{fmt}} / {max(values):{fmt}}"
 
 
-class GcPauses:
-    """The collector's pauses in this process (they stall the bot and the doubles alike)."""
-
-    def __init__(self) -> None:
-        self.pauses: list[float] = []
-        self._began = 0.0
-
-    def __enter__(self) -> GcPauses:
-        gc.callbacks.append(self._note)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self._note)
-
-    def _note(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._began = time.perf_counter()
-        else:
-            self.pauses.append(time.perf_counter() - self._began)
-
-    def describe(self) -> str:
-        long = [p for p in self.pauses if p >= 0.005]
-        top = f", the longest {max(self.pauses) * 1e3:.1f} ms" if self.pauses else ""
-        return f"{len(self.pauses)} collections, {len(long)} of 5 ms or more{top}"
+Test = Callable[[Result, list[float]], bool | None]
 
 
 def report(
-    results: list[Result], other_calls: Counter[str], started: float, pauses: GcPauses
-) -> bool:
+    results: list[Result], other_calls: Counter[str], started: float, pauses: kit.GcWatch
+) -> tuple[bool, bool]:
+    """Print the table; (goals met, the bench's own checks passed)."""
     print(
-        f"\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.2f}; the bot, the doubles and this script share one process "
+        f"\n{kit.machine()}; the bot, the doubles and this script share one process "
         f"and event loop.\nCompare set gpt, mistral, llama; EDIT_INTERVAL {EDIT_INTERVAL:g} s."
         " Each compare by a new user, one at a time.\n"
     )
-    for result in results:
-        print(f"  {result.variant.describe()}")
-    print()
-    width = 46
-    col = 17
-    head = (
-        f"{'figure':<{width}} | "
-        + " | ".join(f"{r.variant.name:>{col}}" for r in results)
-        + " | goal"
-    )
-    print(head)
-    print("-" * len(head))
-    ok = True
+    print("\n".join(f"  {result.variant.describe()}" for result in results) + "\n")
+    width, col = 46, 17
+    names = " | ".join(f"{r.variant.name:>{col}}" for r in results)
+    head = f"{'figure':<{width}} | {names} | goal"
+    print(head + "\n" + "-" * len(head))
+    ok = {"goals": True, "checks": True}
 
     def row(
         label: str,
         values: Callable[[Result], list[float]],
-        goal: str = "",
-        test: Callable[[Result, list[float]], bool | None] | None = None,
+        goal: str = "info",
+        test: Test | None = None,
+        check: bool = False,
         **kw: Any,
     ) -> None:
-        nonlocal ok
-        cells = []
-        verdicts = []
+        cells, verdicts = [], []
         for result in results:
             found = values(result)
             text = cell(found, **kw)
@@ -527,12 +392,12 @@ def report(
             cells.append(f"{text:>{col}}")
         line = f"{label:<{width}} | " + " | ".join(cells) + f" | {goal}"
         if verdicts:
-            passed = all(verdicts)
-            ok = ok and passed
-            line += "  " + ("yes" if passed else "NO")
+            key = "checks" if check else "goals"
+            ok[key] = ok[key] and all(verdicts)
+            line += "  " + ("yes" if all(verdicts) else "NO")
         print(line)
 
-    def under(limit: float) -> Callable[[Result, list[float]], bool | None]:
+    def under(limit: float) -> Test:
         return lambda r, v: None if r.variant.rtt else max(v) < limit
 
     row(
@@ -541,23 +406,33 @@ def report(
         f"< {GOAL_OVERHEAD_MS:g} ms every compare (RTT: info)",
         under(GOAL_OVERHEAD_MS),
     )
-    row("  the same, from the user's send, ms", lambda r: r.overheads("sent"), "info")
+    row("  the same, from the user's send, ms", lambda r: r.overheads("sent"))
     row(
         "  the same, scripted latency (1.5 s/3 s), ms",
         lambda r: r.overheads("handed", actual=False),
         "info: + doubles' overshoot",
     )
     row("doubles' overshoot of the scripted latency, ms", Result.overshoot, "info (not the bot)")
-    row("handout -> first Bot API call, ms", Result.to_first_call, "info")
-    row("handout -> first provider request, ms", Result.to_requests, "info")
-    row("Bot API calls before the first request", Result.calls_before_requests, "info", how="mean")
+    row(
+        "handout -> first Bot API call, ms",
+        lambda r: r.each(lambda x: (x.calls[0].time - x.handed) * 1e3),
+    )
+    row(
+        "handout -> first provider request, ms",
+        lambda r: r.each(lambda x: (min(x.starts.values()) - x.handed) * 1e3),
+    )
+    row(
+        "Bot API calls before the first request",
+        lambda r: r.each(lambda x: sum(1 for c in x.calls if c.time < min(x.starts.values()))),
+        how="mean",
+    )
     row(
         "provider request start spread, ms",
         Result.spreads,
         "info (with the doubles' CPU)",
         fmt=".2f",
     )
-    row("  CPU this process used within it, ms", Result.spread_cpu, "info", fmt=".2f")
+    row("  CPU this process used within it, ms", Result.spread_cpu, fmt=".2f")
     row(
         "  the same, the bot calling stream(), ms",
         lambda r: r.spreads("called"),
@@ -566,15 +441,19 @@ def report(
         fmt=".2f",
     )
     row("stream end -> its final message, ms", Result.tails, "info (all 3 models)")
-    row(
-        "process CPU per compare (bot + doubles), ms",
-        lambda r: [run.cpu * 1e3 for run in r.runs],
-        "info",
-    )
+    row("process CPU per compare (bot + doubles), ms", lambda r: r.each(lambda x: x.cpu * 1e3))
     for method in METHODS + METHODS_LATER:
-        row(f"{method} per compare", lambda r, m=method: r.per_compare(m), "info", how="mean")
-    row("  of which intermediate edits", Result.intermediates, "info", how="mean")
-    row("  of which final edits", Result.finals_edits, f"{len(MODELS)}", how="mean")
+        per = lambda r, m=method: r.each(lambda x: x.methods.get(m, 0))  # noqa: E731
+        row(f"{method} per compare", per, how="mean")
+    row(
+        "  of which intermediate edits", lambda r: r.each(lambda x: len(x.intermediate)), how="mean"
+    )
+    row(
+        "  of which final edits",
+        lambda r: r.each(lambda x: len(x.edits) - len(x.intermediate)),
+        f"{len(MODELS)}",
+        how="mean",
+    )
     row(
         "min gap between intermediate edits, ms",
         lambda r: r.gaps("intermediate"),
@@ -583,17 +462,13 @@ def report(
         fmt=".0f",
         how="min",
     )
-    row("min gap between any two edits, ms", lambda r: r.gaps("all"), "info", fmt=".1f", how="min")
-    row(
-        "min gap, any update -> intermediate edit, ms",
-        Result.before_intermediate,
-        "info",
-        fmt=".1f",
-        how="min",
-    )
+    row("min gap between any two edits, ms", lambda r: r.gaps("all"), how="min")
+    row("min gap, any update -> intermediate edit, ms", Result.before_intermediate, how="min")
     row(
         f"edits < {EDIT_INTERVAL:g} s after the previous edit",
-        Result.close_pairs,
+        lambda r: r.each(
+            lambda x: sum(1 for a, b in itertools.pairwise(x.edits) if b - a < EDIT_INTERVAL)
+        ),
         "info (finals are not paced)",
         how="mean",
     )
@@ -602,6 +477,7 @@ def report(
         lambda r: [float(sum(run.correct for run in r.runs))],
         "all",
         lambda r, v: v[0] == len(r.runs),
+        check=True,
         fmt=".0f",
         how="min",
     )
@@ -610,6 +486,7 @@ def report(
         lambda r: [float(sum(run.failed for run in r.runs))],
         "0",
         lambda r, v: v[0] == 0,
+        check=True,
         fmt=".0f",
         how="min",
     )
@@ -622,30 +499,32 @@ def report(
         + f".\nGarbage collection during the compares: {pauses.describe()}."
         + f" Run took {time.monotonic() - started:.1f} s."
     )
-    return ok
+    return ok["goals"], ok["checks"]
 
 
-# -- main ---------------------------------------------------------------------------
+# -- main ---------------------------------------------------------------------------------
 
 
-async def run(args: argparse.Namespace, redis_url: str, started: float) -> bool:
+async def run(args: argparse.Namespace, redis_url: str, started: float) -> tuple[bool, bool]:
+    whole, long = (0.5 * args.scale, 1.0 * args.scale, 1.5 * args.scale), (1.0, 2.0, 3.0)
     variants = [
-        Variant("whole", "wh", (0.5, 1.0, 1.5), None, args.rounds),
-        Variant("streamed", "st", (0.5, 1.0, 1.5), 0.1, args.rounds),
-        Variant("long stream", "ls", (1.0, 2.0, 3.0), 0.1, args.long_rounds),
-        Variant("whole, RTT 50ms", "rt", (0.5, 1.0, 1.5), None, args.rtt_rounds, rtt=0.05),
+        Variant("whole", "wh", whole, None, args.rounds),
+        Variant("streamed", "st", whole, 0.1, args.rounds),
+        Variant("long stream", "ls", tuple(x * args.scale for x in long), 0.1, args.long_rounds),
+        Variant("whole, RTT 50ms", "rt", whole, None, args.rtt_rounds, rtt=0.05),
     ]
     variants = [v for v in variants if v.rounds > 0]
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         async with running_bot(redis_url, Path(tmp), timeout=10.0) as h:
-            bench = Bench(h)
-            before = h.tg.mark()
-            await bench.compare(Variant("warm-up", "wu", (0.05, 0.05, 0.05), None, 1), 0)
-            results = []
-            with GcPauses() as pauses:
-                for variant in variants:
-                    runs = [await bench.compare(variant, i) for i in range(variant.rounds)]
-                    results.append(Result(variant, runs))
+            with note_stream_calls(h) as called:
+                bench = Bench(h, called)
+                before = h.tg.mark()
+                await bench.compare(Variant("warm-up", "wu", (0.05, 0.05, 0.05), None, 1), 0)
+                results = []
+                with kit.GcWatch() as pauses:
+                    for variant in variants:
+                        runs = [await bench.compare(variant, i) for i in range(variant.rounds)]
+                        results.append(Result(variant, runs))
             other = Counter(
                 c.method
                 for c in h.tg.api_calls[before:]
@@ -655,25 +534,25 @@ async def run(args: argparse.Namespace, redis_url: str, started: float) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--rounds", type=int, default=10, help="compares: whole, streamed")
     parser.add_argument("--long-rounds", type=int, default=2, help="compares: long stream")
     parser.add_argument("--rtt-rounds", type=int, default=3, help="compares: RTT 50 ms")
-    args = parser.parse_args(argv)
+    parser.add_argument("--scale", type=float, default=1.0, help="the models' latencies times")
+    args = kit.parse(parser, argv, QUICK)
     if not (1 <= args.rounds <= 50 and 0 <= args.long_rounds <= 20 and 0 <= args.rtt_rounds <= 20):
         parser.error("rounds must be 1..50, long-rounds and rtt-rounds 0..20")
+    if not 0.2 <= args.scale <= 5:
+        parser.error("scale must be 0.2..5")
     logging.basicConfig(level=logging.WARNING)
     started = time.monotonic()
-    server = RedisServer()
-    server.start()
     try:
-        ok = asyncio.run(run(args, server.url, started))
+        with kit.redis_server() as server:
+            goals, checks = asyncio.run(run(args, server.url, started))
     except Missing as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
-    finally:
-        server.cleanup()
-    return 0 if ok else 1
+    return kit.verdict(args, goals, checks)
 
 
 if __name__ == "__main__":
