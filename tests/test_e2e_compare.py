@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.services.pacer import EDIT_INTERVAL
+from bot.texts import EN
 from tests.doubles.base import Reply
 from tests.doubles.telegram import FakeUser, button_labels
 from tests.harness import Harness, running_bot
@@ -97,7 +98,7 @@ async def test_a_failing_model_is_refunded_and_does_not_disturb_the_others(
         failed = await h.tg.wait_message(
             ann.id, lambda m: m["text"].startswith("Mistral Test\n") and "unavailable" in m["text"]
         )
-        assert labels(failed) == []
+        assert labels(failed) == [EN.retry_button]  # that model alone can be asked again
         await ann.send("/limits")
         assert await ann.wait_message(contains="8 of 10 credits left")
 

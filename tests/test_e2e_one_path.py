@@ -101,3 +101,25 @@ async def test_buttons_in_a_group_belong_to_who_asked(redis_url: str, tmp_path: 
         await ann.click(EN.retry_button, chat=group, message_id=failed["message_id"])
         await ann.wait_message(contains="echo: tell me", chat=group, timeout=10)
         assert len(h.openai.calls("/chat/completions")) == asked + 1
+
+
+async def test_another_members_press_on_a_model_keyboard_changes_nothing(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with running_bot(redis_url, tmp_path) as h:
+        group = h.tg.group()
+        ann, bob = h.tg.user(first_name="Ann"), h.tg.user(first_name="Bob")
+        await ann.send("/model@manymodels_bot", chat=group)
+        keyboard = await ann.wait_message(lambda m: "Mistral Test" in labels(m), chat=group)
+        query = await bob.click("Mistral Test", chat=group)
+        answered = await h.tg.wait_callback_answer(query["id"])
+        assert answered.params.get("text") == EN.not_your_button
+        assert h.tg.calls("editMessageText") == []  # Ann's keyboard is as it was
+        await bob.send("@manymodels_bot hi", chat=group)
+        await bob.wait_message(contains="echo: hi", chat=group, timeout=10)
+        assert h.openai.calls("/chat/completions")  # Bob is still on the default model
+        await ann.click("Mistral Test", chat=group, message_id=keyboard["message_id"])
+        await h.tg.wait_for("editMessageText", ok=True)
+        await ann.send("@manymodels_bot hello", chat=group)
+        await ann.wait_message(contains="echo: hello", chat=group, timeout=10)
+        assert h.mistral.calls("/chat/completions")  # Ann's own press switched her

@@ -51,7 +51,9 @@ async def compare(
         await compare_service.run(bot, target, question, texts)
         return
     chosen = (await prefs.get(message.from_user.id)).compare
-    await message.answer(
+    # a reply (in groups): the keyboard is the asker's alone (see ButtonOwner)
+    await Target.of(message, message.from_user.id).say(
+        bot,
         texts.compare_choose.format(models=_titles(catalog, chosen)),
         reply_markup=compare_set_keyboard(catalog, chosen, texts),
     )

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InaccessibleMessage, Message, User
 
 from bot.keyboards import AUTO, PickLanguage, language_keyboard
 from bot.services.prefs import Prefs
+from bot.services.target import Target
 from bot.texts import LANGUAGES, Texts, texts_for
 from bot.texts.base import html, shorten
 
@@ -44,6 +45,7 @@ def _choose_text(texts: Texts) -> str:
 async def language_command(
     message: Message,
     command: CommandObject,
+    bot: Bot,
     texts: Texts,
     prefs: Prefs,
     chosen_language: str | None,
@@ -54,7 +56,9 @@ async def language_command(
         _, said = await _pick(message.from_user, wanted, prefs, texts)
         await message.answer(said)
         return
-    await message.answer(
+    # a reply (in groups): the keyboard is the asker's alone (see ButtonOwner)
+    await Target.of(message, message.from_user.id).say(
+        bot,
         _choose_text(texts),
         parse_mode="HTML",
         reply_markup=language_keyboard(chosen_language, texts),

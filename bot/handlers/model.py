@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from html import escape
 
-from aiogram import Router
+from aiogram import Bot, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InaccessibleMessage, Message
@@ -13,6 +13,7 @@ from aiogram.types import CallbackQuery, InaccessibleMessage, Message
 from bot.catalog import Catalog
 from bot.keyboards import PickModel, model_keyboard
 from bot.services.prefs import Prefs, UserPrefs
+from bot.services.target import Target
 from bot.texts import Texts
 from bot.texts.base import html, shorten
 
@@ -54,7 +55,12 @@ def _known(catalog: Catalog, model_id: str) -> bool:
 
 
 async def model_command(
-    message: Message, command: CommandObject, texts: Texts, prefs: Prefs, catalog: Catalog
+    message: Message,
+    command: CommandObject,
+    bot: Bot,
+    texts: Texts,
+    prefs: Prefs,
+    catalog: Catalog,
 ) -> None:
     assert message.from_user is not None
     user_id = message.from_user.id
@@ -63,7 +69,9 @@ async def model_command(
         await message.answer(await _pick(user_id, wanted, prefs, catalog, texts))
         return
     current = await prefs.get(user_id)
-    await message.answer(
+    # a reply (in groups): the keyboard is the asker's alone (see ButtonOwner)
+    await Target.of(message, user_id).say(
+        bot,
         _choose_text(catalog, current, texts),
         parse_mode="HTML",
         reply_markup=model_keyboard(catalog, current.model, texts, current.image),

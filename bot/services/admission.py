@@ -95,7 +95,8 @@ class Admission:
             else:
                 cap = self.quota.overall_cap
                 first = (overall or denied)[0]
-                await target.say(bot, limit_text(texts, reservation, first, cap, now))
+                refusal = limit_text(texts, reservation, first, cap, now, switchable=switchable)
+                await target.say(bot, refusal)
             return None
         if denied:
             await target.say(bot, skipped_text(texts, reservation, denied, now))

@@ -133,7 +133,8 @@ class Answers:
                 log.error("could not record a failed %s request: %s", model.id, error)
                 retry = None
             markup = retry_keyboard(retry_id, texts) if retry is not None else None
-            await target.say(bot, describe(exc, texts, model), reply_markup=markup)
+            text = describe(exc, texts, model, switchable=switchable)
+            await target.say(bot, text, reply_markup=markup)
             return None
         except BaseException:  # cancelled (shutdown) before the provider answered
             await self.admission.refund(ticket, model)
