@@ -418,7 +418,9 @@ async def test_a_failed_transcription_is_refunded_and_not_answered(
         ann = h.tg.user(first_name="Ann")
         h.openai.replies["whisper-test"] = Reply(status=503)
         await ann.send_voice(b"hello", duration=2)
-        assert (await ann.next_message())["text"] == EN.error_unavailable.format(model="Ears Test")
+        assert (await ann.next_message())["text"] == EN.error_unavailable_no_switch.format(
+            model="Ears Test"
+        )
         assert h.openai.calls("/chat/completions") == []
         text = await limits_text(ann)
         assert "Today: 10 of 10 credits left." in text
