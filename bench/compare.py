@@ -91,6 +91,15 @@ class Run:
     correct: bool = True
     failed: int = 0
 
+    @property
+    def first(self) -> float:
+        """When the first provider request arrived."""
+        return min(self.starts.values())
+
+    def close_edits(self) -> float:
+        """Edits that came less than EDIT_INTERVAL after the previous one."""
+        return sum(1 for a, b in itertools.pairwise(self.edits) if b - a < EDIT_INTERVAL)
+
 
 # -- instrumentation (instance attributes of this run's doubles only) -------------------------
 
@@ -294,9 +303,6 @@ class Result:
             found.append((r.finals[model] - getattr(r, since) - latency) * 1e3)
         return found
 
-    def each(self, value: Callable[[Run], float]) -> list[float]:
-        return [value(r) for r in self.runs]
-
     def spread_cpu(self) -> list[float]:
         """This process's CPU time between the first and the last request arrival."""
         found = []
@@ -375,15 +381,17 @@ def report(
 
     def row(
         label: str,
-        values: Callable[[Result], list[float]],
+        values: Callable[[Result], list[float]] | None = None,
         goal: str = "info",
         test: Test | None = None,
         check: bool = False,
+        each: Callable[[Run], float] | None = None,
         **kw: Any,
     ) -> None:
+        """One figure per variant (``values`` of a result, or ``each`` of its runs)."""
         cells, verdicts = [], []
         for result in results:
-            found = values(result)
+            found = values(result) if values else [each(x) for x in result.runs] if each else []
             text = cell(found, **kw)
             verdict = test(result, found) if test is not None and found else None
             if verdict is not None:
@@ -397,14 +405,18 @@ def report(
             line += "  " + ("yes" if all(verdicts) else "NO")
         print(line)
 
-    def under(limit: float) -> Test:
-        return lambda r, v: None if r.variant.rtt else max(v) < limit
+    def count(method: str) -> Callable[[Run], float]:
+        return lambda x: x.methods.get(method, 0)
 
+    def under(r: Result, v: list[float]) -> bool | None:
+        return None if r.variant.rtt else max(v) < GOAL_OVERHEAD_MS
+
+    goal = f"< {GOAL_OVERHEAD_MS:g} ms every compare (RTT: info)"
     row(
         "wall - last model's latency, from handout, ms",
         lambda r: r.overheads("handed"),
-        f"< {GOAL_OVERHEAD_MS:g} ms every compare (RTT: info)",
-        under(GOAL_OVERHEAD_MS),
+        goal,
+        under,
     )
     row("  the same, from the user's send, ms", lambda r: r.overheads("sent"))
     row(
@@ -413,19 +425,10 @@ def report(
         "info: + doubles' overshoot",
     )
     row("doubles' overshoot of the scripted latency, ms", Result.overshoot, "info (not the bot)")
-    row(
-        "handout -> first Bot API call, ms",
-        lambda r: r.each(lambda x: (x.calls[0].time - x.handed) * 1e3),
-    )
-    row(
-        "handout -> first provider request, ms",
-        lambda r: r.each(lambda x: (min(x.starts.values()) - x.handed) * 1e3),
-    )
-    row(
-        "Bot API calls before the first request",
-        lambda r: r.each(lambda x: sum(1 for c in x.calls if c.time < min(x.starts.values()))),
-        how="mean",
-    )
+    row("handout -> first Bot API call, ms", each=lambda x: (x.calls[0].time - x.handed) * 1e3)
+    row("handout -> first provider request, ms", each=lambda x: (x.first - x.handed) * 1e3)
+    before = "Bot API calls before the first request"
+    row(before, each=lambda x: sum(c.time < x.first for c in x.calls), how="mean")
     row(
         "provider request start spread, ms",
         Result.spreads,
@@ -433,25 +436,24 @@ def report(
         fmt=".2f",
     )
     row("  CPU this process used within it, ms", Result.spread_cpu, fmt=".2f")
+    goal, spread = f"<= {GOAL_SPREAD_MS:g} ms every compare", lambda r, v: max(v) <= GOAL_SPREAD_MS
     row(
         "  the same, the bot calling stream(), ms",
         lambda r: r.spreads("called"),
-        f"<= {GOAL_SPREAD_MS:g} ms every compare",
-        lambda r, v: max(v) <= GOAL_SPREAD_MS,
+        goal,
+        spread,
         fmt=".2f",
     )
     row("stream end -> its final message, ms", Result.tails, "info (all 3 models)")
-    row("process CPU per compare (bot + doubles), ms", lambda r: r.each(lambda x: x.cpu * 1e3))
+    row("process CPU per compare (bot + doubles), ms", each=lambda x: x.cpu * 1e3)
     for method in METHODS + METHODS_LATER:
-        per = lambda r, m=method: r.each(lambda x: x.methods.get(m, 0))  # noqa: E731
-        row(f"{method} per compare", per, how="mean")
-    row(
-        "  of which intermediate edits", lambda r: r.each(lambda x: len(x.intermediate)), how="mean"
-    )
+        row(f"{method} per compare", each=count(method), how="mean")
+    row("  of which intermediate edits", each=lambda x: len(x.intermediate), how="mean")
+    finals = f"{len(MODELS)}"
     row(
         "  of which final edits",
-        lambda r: r.each(lambda x: len(x.edits) - len(x.intermediate)),
-        f"{len(MODELS)}",
+        each=lambda x: len(x.edits) - len(x.intermediate),
+        goal=finals,
         how="mean",
     )
     row(
@@ -464,14 +466,8 @@ def report(
     )
     row("min gap between any two edits, ms", lambda r: r.gaps("all"), how="min")
     row("min gap, any update -> intermediate edit, ms", Result.before_intermediate, how="min")
-    row(
-        f"edits < {EDIT_INTERVAL:g} s after the previous edit",
-        lambda r: r.each(
-            lambda x: sum(1 for a, b in itertools.pairwise(x.edits) if b - a < EDIT_INTERVAL)
-        ),
-        "info (finals are not paced)",
-        how="mean",
-    )
+    label = f"edits < {EDIT_INTERVAL:g} s after the previous edit"
+    row(label, goal="info (finals are not paced)", each=Run.close_edits, how="mean")
     row(
         "compares with all 3 answers correct",
         lambda r: [float(sum(run.correct for run in r.runs))],

@@ -112,6 +112,17 @@ class Table:
         verdict = "" if passed is None else ("pass" if passed else "FAIL")
         self.rows.append((name, value, goal, verdict))
 
+    def at_most(
+        self, name: str, value: float, limit: float, fmt: str, unit: str = "", note: str = ""
+    ) -> None:
+        """A goal that ``value`` is at most ``limit``."""
+        self.add(
+            name,
+            f"{value:{fmt}}{unit}",
+            f"<= {limit:{'.2f' if limit % 1 else 'g'}}{unit}{note}",
+            value <= limit,
+        )
+
     def zero(self, name: str, count: int) -> None:
         """A check that ``count`` is 0."""
         self.add(name, str(count), "0", count == 0, check=True)

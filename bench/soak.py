@@ -710,9 +710,7 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> kit.Table:
     reached = [m for m in sent if m.prompt in arrived]
     overhead = [(arrived[m.prompt] - m.posted) * 1e3 for m in reached if m.posted is not None]
     post_ms = [(m.acked - m.posted) * 1e3 for m in sent if m.acked and m.posted]
-    limited_upstream = sum(
-        1 for m in sent if m.finals and classify(m, m.finals[0]) == "limit" and m.prompt in arrived
-    )
+    limited = [m for m in reached if m.finals and classify(m, m.finals[0]) == "limit"]
     asked_twice = sum(1 for m in reached if m.fail is None and attempts[m.prompt] > 1)
     failed_reached = sum(1 for m in reached if m.fail is not None)
     audit: Audit = results["audit"]
@@ -732,13 +730,8 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> kit.Table:
         f"{f'{args.rate:g}/s' if args.rate > 0 else 'uncapped'}.\n"
     )
     table = kit.Table()
-    table.add(
-        "messages POSTed / planned",
-        f"{len(sent)} / {len(msgs)} in {seconds:.1f} s ({len(sent) / seconds:.0f}/s)",
-        "all",
-        len(sent) == len(msgs),
-        check=True,
-    )
+    posted = f"{len(sent)} / {len(msgs)} in {seconds:.1f} s ({len(sent) / seconds:.0f}/s)"
+    table.add("messages POSTed / planned", posted, "all", len(sent) == len(msgs), check=True)
     table.add("  answered (echo of the prompt)", str(outcome["answer"]))
     table.add("  told an upstream error (one sentence)", str(outcome["error"]))
     table.add("  over the daily limit (notice)", str(outcome["limit"]))
@@ -746,31 +739,21 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> kit.Table:
     table.zero("answered twice", outcome["twice"])
     table.zero("wrong reply (not what the fault calls for)", len(wrong))
     table.zero("asked upstream twice (no fault; duplicates!)", asked_twice)
-    table.zero("over the limit yet sent upstream", limited_upstream)
+    table.zero("over the limit yet sent upstream", len(limited))
     table.zero("over-spent (counted, no answer)", audit.over_spent)
     table.zero("  users over the daily cap", audit.over_cap_users)
     table.zero("  under-counted (answer, no count)", audit.under_counted)
-    exact = audit.refund_mismatch_users == 0 and audit.refunded == outcome["error"]
-    table.add(
-        "refunds exact: refunded / error sentences",
-        f"{audit.refunded} / {outcome['error']} ({failed_reached} failures reached the API)",
-        "equal, per user",
-        exact and audit.refunded == failed_reached,
-        check=True,
-    )
-    table.add(
-        "  standing reservations / answers",
-        f"{audit.standing} / {outcome['answer']}",
-        "equal, per user",
-        audit.standing == outcome["answer"] and audit.refund_mismatch_users == 0,
-        check=True,
-    )
+    per_user = audit.refund_mismatch_users == 0
+    exact = per_user and audit.refunded == outcome["error"] == failed_reached
+    refunds = f"{audit.refunded} / {outcome['error']} ({failed_reached} failures reached the API)"
+    table.add("refunds exact: refunded / error sentences", refunds, "equal, per user", exact, True)
+    standing = f"{audit.standing} / {outcome['answer']}"
+    exact = per_user and audit.standing == outcome["answer"]
+    table.add("  standing reservations / answers", standing, "equal, per user", exact, True)
     table.zero("  users whose counters disagree (m:, total, r:)", audit.inconsistent_users)
     table.zero("history intact (users with a wrong history)", audit.history_bad_users)
-    table.add(
-        f"overhead: POST -> model API request, p50 ({len(overhead)})",
-        f"{kit.pct(overhead, 50):.1f} ms",
-    )
+    label = f"overhead: POST -> model API request, p50 ({len(overhead)})"
+    table.add(label, f"{kit.pct(overhead, 50):.1f} ms")
     table.add("  same, p95", f"{kit.pct(overhead, 95):.1f} ms")
     table.add("  same, max", f"{max(overhead, default=float('nan')):.1f} ms")
     tenths: list[list[float]] = [[] for _ in range(10)]
@@ -780,76 +763,49 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> kit.Table:
         if m.posted is not None:
             tenth = min(9, int((m.posted - began) / span * 10))
             tenths[tenth].append((arrived[m.prompt] - m.posted) * 1e3)
-    table.add(
-        "  same, p95 per tenth of the run",
-        " ".join(f"{kit.pct(values, 95):.0f}" if values else "-" for values in tenths) + " ms",
-    )
+    by_tenth = " ".join(f"{kit.pct(values, 95):.0f}" if values else "-" for values in tenths)
+    table.add("  same, p95 per tenth of the run", by_tenth + " ms")
     lags = results["lags"]
-    table.add(
-        "  driver's own loop lag, p99 / max (measurement noise)",
-        f"{kit.pct(lags, 99):.1f} / {max(lags, default=float('nan')):.1f} ms",
-    )
-    table.add(
-        "  POST -> 200 (acknowledgement), p50 / p95",
-        f"{kit.pct(post_ms, 50):.1f} / {kit.pct(post_ms, 95):.1f} ms",
-    )
+    lag = f"{kit.pct(lags, 99):.1f} / {max(lags, default=float('nan')):.1f} ms"
+    table.add("  driver's own loop lag, p99 / max (measurement noise)", lag)
+    acked = f"{kit.pct(post_ms, 50):.1f} / {kit.pct(post_ms, 95):.1f} ms"
+    table.add("  POST -> 200 (acknowledgement), p50 / p95", acked)
     table.zero("  webhook answers not 200", sum(1 for m in sent if m.status != 200))
     for i, replica in enumerate(replicas):
         start, end = results["rss_start"][i], results["rss_end"][i]
         growth = (end - start) / 2**20
-        table.add(
-            f"replica {i} RSS start / 10% / peak / end",
-            f"{_mb(start)} / {_mb(results['rss_warm'][i])} / {_mb(results['rss_peak'][i])} "
-            f"/ {_mb(end)} MB",
-        )
-        table.add(
-            f"  growth end - start (replica {i})",
-            f"{growth:+.1f} MB",
-            f"< {GOAL_RSS_GROWTH_MB:g} MB",
-            growth < GOAL_RSS_GROWTH_MB,
-        )
+        rss = [_mb(results[k][i]) for k in ("rss_start", "rss_warm", "rss_peak", "rss_end")]
+        table.add(f"replica {i} RSS start / 10% / peak / end", " / ".join(rss) + " MB")
+        goal = f"< {GOAL_RSS_GROWTH_MB:g} MB"
+        ok = growth < GOAL_RSS_GROWTH_MB
+        table.add(f"  growth end - start (replica {i})", f"{growth:+.1f} MB", goal, ok)
         handled = logs[i]["handled"]
         cpu = results["cpu_end"][i] - results["cpu_start"][i]
-        table.add(
-            f"  CPU; updates handled (replica {i})",
-            f"{cpu:.1f} s; {handled} ({cpu / max(handled, 1) * 1e3:.1f} ms each)",
-        )
-        table.add(
-            f"  start-up to /healthz; SIGTERM to exit (replica {i})",
-            f"{replica.ready_after or float('nan'):.1f} s; {replica.stop_seconds or 0:.1f} s, "
-            f"exit {replica.exit_code}",
-            "exit 0",
-            replica.exit_code == 0,
-            check=True,
-        )
+        each = f"{cpu:.1f} s; {handled} ({cpu / max(handled, 1) * 1e3:.1f} ms each)"
+        table.add(f"  CPU; updates handled (replica {i})", each)
+        ready = f"{replica.ready_after or float('nan'):.1f} s; {replica.stop_seconds or 0:.1f} s"
+        label = f"  start-up to /healthz; SIGTERM to exit (replica {i})"
+        ok = replica.exit_code == 0
+        table.add(label, f"{ready}, exit {replica.exit_code}", "exit 0", ok, check=True)
     table.zero("secrets in the logs (token, key, webhook secret)", sum(g["leaks"] for g in logs))
     table.zero("tracebacks in the logs", sum(log["tracebacks"] for log in logs))
     levels: Counter[str] = sum((log["levels"] for log in logs), Counter())
-    table.add(
-        "log lines: warnings / errors",
-        f"{levels['WARNING']} / {levels['ERROR'] + levels['CRITICAL']}",
-    )
+    errors = levels["ERROR"] + levels["CRITICAL"]
+    table.add("log lines: warnings / errors", f"{levels['WARNING']} / {errors}")
     table.print()
 
-    notes = []
     targeted = args.tg_429_notices - results["notice_429_left"]
-    notes.append(
-        f"Limit notices answered 429 on purpose: {targeted} (of {args.tg_429_notices} asked)."
-    )
+    notes = [f"Limit notices answered 429 on purpose: {targeted} (of {args.tg_429_notices} asked)."]
     tg_429: list[str] = results["tg_429"]
-    kinds = Counter(classify_text(text) for text in tg_429)
-    notes.append(
-        f"The {len(tg_429)} sendMessage calls answered 429 carried: "
-        + (", ".join(f"{n} {kind}" for kind, n in kinds.most_common()) or "nothing")
-        + "."
-    )
+    kinds = Counter(classify_text(text) for text in tg_429).most_common()
+    carried = ", ".join(f"{n} {kind}" for kind, n in kinds) or "nothing"
+    notes.append(f"The {len(tg_429)} sendMessage calls answered 429 carried: {carried}.")
     if results["tg_failed"]:
         failed = ", ".join(f"{m} {s}: {n}" for (m, s), n in results["tg_failed"].most_common())
         notes.append(f"Other Bot API calls refused: {failed}.")
-    methods = ", ".join(
-        f"{name} {n / max(len(sent), 1):.2f}" for name, n in results["tg_methods"].most_common(6)
-    )
-    notes.append(f"Bot API calls per message: {methods}.")
+    methods = results["tg_methods"].most_common(6)
+    per = ", ".join(f"{name} {n / max(len(sent), 1):.2f}" for name, n in methods)
+    notes.append(f"Bot API calls per message: {per}.")
     dup = [m for m in sent if m.duplicate]
     notes.append(
         f"Duplicated updates: {len(dup)}, answered "
@@ -864,10 +820,8 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> kit.Table:
         notes.append(f"wrong: {line}")
     lost = [m for m in sent if not m.finals]
     if lost:
-        due = Counter(_due(m, plan[m.user], args.daily_limit) for m in lost)
-        notes.append(
-            "Lost messages were due: " + ", ".join(f"{n} {kind}" for kind, n in due.items())
-        )
+        due = Counter(_due(m, plan[m.user], args.daily_limit) for m in lost).items()
+        notes.append("Lost messages were due: " + ", ".join(f"{n} {kind}" for kind, n in due))
     for m in lost[:5]:
         notes.append(
             f"lost: {m.prompt!r} (update {m.update_id}, replica {m.replica}, injected "
@@ -880,9 +834,7 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> kit.Table:
         for kind, n in log["kinds"].most_common(6):
             notes.append(f"replica {i} log: {n} x {kind}")
     notes.append(f"Load average at the end: {os.getloadavg()[0]:.2f} (the machine is shared).")
-    print()
-    for note in notes:
-        print(note)
+    print("\n" + "\n".join(notes))
     return table
 
 
