@@ -27,11 +27,13 @@ from bot.metrics import serve as serve_metrics
 from bot.middlewares import ButtonOwner, InFlight, PasteArrivals, TextsMiddleware, UpdateDedup
 from bot.services.admission import Admission
 from bot.services.answers import Answers
+from bot.services.arena import ArenaService
 from bot.services.chat import ChatService
 from bot.services.compare import CompareService
 from bot.services.core import Core
 from bot.services.generations import Generations
 from bot.services.media import MediaService
+from bot.services.merge import MergeService
 from bot.services.pool import ProviderPool
 from bot.settings import Settings, environ_with_dotenv
 from bot.telegram import make_bot
@@ -216,6 +218,14 @@ def services(core: Core) -> dict[str, Any]:
         redis, catalog, core.prefs, core.generations, admission, answers, core.compare_store
     )
     media = MediaService(catalog, core.prefs, admission, answers, chat, settings.voice_max_seconds)
+    arena = ArenaService(
+        catalog,
+        core.quota,
+        admission,
+        compare,
+        core.arena_store,
+        settings.arena_daily_votes,
+    )
     return {
         "settings": settings,
         "catalog": catalog,
@@ -230,6 +240,8 @@ def services(core: Core) -> dict[str, Any]:
         "chat_service": chat,
         "compare_service": compare,
         "media_service": media,
+        "arena_service": arena,
+        "merge_service": MergeService(catalog, core.prefs, core.compare_store, chat),
     }
 
 

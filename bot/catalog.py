@@ -47,6 +47,7 @@ class Defaults(_Strict):
     compare: tuple[str, ...] = ()
     image: str | None = None  # the image model /image starts on (type "image")
     transcription: str | None = None  # the model voice messages go to (type "transcription")
+    merge: str | None = None  # the model that merges compared answers ("Merge")
 
 
 class ProviderSpec(_Strict):
@@ -138,6 +139,12 @@ class Catalog:
         if chosen is not None and chosen in self.image_models:
             return chosen
         return next(iter(self.image_models), None)
+
+    @property
+    def default_merge(self) -> str:
+        """The model "Merge" starts on: the catalog's, or the default chat model."""
+        chosen = self.defaults.merge
+        return chosen if chosen is not None and chosen in self.models else self.default_model
 
     @property
     def transcription_model(self) -> ModelSpec | None:
@@ -319,6 +326,7 @@ class _Validator:
             *(("compare model", m, "chat") for m in defaults.compare),
             ("image", defaults.image, "image"),
             ("transcription", defaults.transcription, "transcription"),
+            ("merge", defaults.merge, "chat"),
         ]
         for what, model_id, model_type in wanted:
             if model_id is None or not models:

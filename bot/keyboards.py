@@ -74,20 +74,73 @@ class VoteBest(CallbackData, prefix="cv"):
 
 
 def compare_set_keyboard(
-    catalog: Catalog, chosen: Sequence[str], texts: Texts
+    catalog: Catalog, chosen: Sequence[str], texts: Texts, merge: str | None = None
 ) -> InlineKeyboardMarkup:
+    """The chat models to toggle in or out of the set, two a row; then the model that
+    merges compared answers (``merge``), pressed to move to the next one."""
     builder = InlineKeyboardBuilder()
     for model in catalog.models.values():
         mark = texts.model_current_mark if model.id in chosen else ""
         builder.button(text=f"{mark}{model.title}", callback_data=ToggleCompare(id=model.id))
     builder.adjust(2)
+    merger = catalog.get(merge or "") or catalog.get(catalog.default_merge)
+    if merger is not None:
+        label = texts.merge_with.format(model=merger.title)
+        builder.row(InlineKeyboardButton(text=label, callback_data=CycleMerge(id=merger.id).pack()))
     return builder.as_markup()
 
 
+class MergeAnswers(CallbackData, prefix="mg"):
+    cid: str  # the comparison or battle whose answers are merged
+
+
+class CycleMerge(CallbackData, prefix="mc"):
+    id: str  # the merge model shown now: a press moves to the next one
+
+
 def compare_answer_keyboard(cid: str, model: ModelSpec, texts: Texts) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            _buttons(
+                (
+                    texts.compare_continue.format(model=model.title),
+                    ContinueWith(cid=cid, id=model.id),
+                ),
+                (texts.compare_best, VoteBest(cid=cid, id=model.id)),
+            ),
+            _buttons((texts.merge_button, MergeAnswers(cid=cid))),
+        ]
+    )
+
+
+class ArenaVote(CallbackData, prefix="av"):
+    bid: str  # the battle: an opaque id, nothing that names a model
+    c: str  # "a", "b", "t" (tie) or "x" (both bad)
+
+
+def arena_vote_keyboard(battle_id: str, texts: Texts) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            _buttons(
+                (texts.arena_a_better, ArenaVote(bid=battle_id, c="a")),
+                (texts.arena_b_better, ArenaVote(bid=battle_id, c="b")),
+            ),
+            _buttons(
+                (texts.arena_tie, ArenaVote(bid=battle_id, c="t")),
+                (texts.arena_both_bad, ArenaVote(bid=battle_id, c="x")),
+            ),
+        ]
+    )
+
+
+def revealed_keyboard(battle_id: str, model: ModelSpec, texts: Texts) -> InlineKeyboardMarkup:
+    """Under a battle's answer once its model is known: continue with it, or merge."""
     return _row(
-        (texts.compare_continue.format(model=model.title), ContinueWith(cid=cid, id=model.id)),
-        (texts.compare_best, VoteBest(cid=cid, id=model.id)),
+        (
+            texts.compare_continue.format(model=model.title),
+            ContinueWith(cid=battle_id, id=model.id),
+        ),
+        (texts.merge_button, MergeAnswers(cid=battle_id)),
     )
 
 
@@ -111,5 +164,8 @@ def retry_keyboard(gen_id: int, texts: Texts) -> InlineKeyboardMarkup:
 def _row(*buttons: tuple[str, CallbackData]) -> InlineKeyboardMarkup:
     """One row of buttons, built directly: the builder deep-copies its rows, a cost every
     answer's Stop and Retry buttons would pay."""
-    row = [InlineKeyboardButton(text=text, callback_data=data.pack()) for text, data in buttons]
-    return InlineKeyboardMarkup(inline_keyboard=[row])
+    return InlineKeyboardMarkup(inline_keyboard=[_buttons(*buttons)])
+
+
+def _buttons(*buttons: tuple[str, CallbackData]) -> list[InlineKeyboardButton]:
+    return [InlineKeyboardButton(text=text, callback_data=data.pack()) for text, data in buttons]

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     max_concurrent_answers: int = Field(default=200, ge=1)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     voice_max_seconds: int = Field(default=300, ge=1)  # longer voice messages are refused
+    arena_daily_votes: int = Field(default=50, ge=0)  # a user's counted arena votes a day
 
     @field_validator("admin_ids", mode="before")
     @classmethod

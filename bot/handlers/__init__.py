@@ -9,6 +9,7 @@ from aiogram import Router
 def get_routers() -> list[Router]:
     from bot.handlers import (
         admin,
+        arena,
         chat,
         compare,
         errors,
@@ -20,8 +21,9 @@ def get_routers() -> list[Router]:
         start,
     )
 
-    # `chat` first: most updates are chat messages, and its filter takes no command, so
+    # `chat` first (after the one filter that sends a reply to /arena's question prompt
+    # to the arena): most updates are chat messages, and its filter takes no command, so
     # they need not pass every command's filter first. `other` last: it answers whatever
     # the feature routers did not take.
-    routers = (errors, chat, start, admin, model, language, compare, limits, media, other)
+    routers = (errors, arena, chat, start, admin, model, language, compare, limits, media, other)
     return [m.router() for m in routers]

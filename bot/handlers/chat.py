@@ -17,6 +17,7 @@ from bot.services.compare import CompareService
 from bot.services.generations import Generations
 from bot.services.history import History
 from bot.services.media import MediaService
+from bot.services.merge import MergeService
 from bot.services.paste import Pastes
 from bot.services.target import Target
 from bot.texts import Texts
@@ -92,6 +93,7 @@ async def retry_pressed(
     chat_service: ChatService,
     compare_service: CompareService,
     media_service: MediaService,
+    merge_service: MergeService,
 ) -> None:
     """Ask again what failed or was stopped, as a new message in the chat where it was
     asked: a chat turn (its photo downloaded from Telegram again), a picture, a voice
@@ -118,6 +120,8 @@ async def retry_pressed(
     photo = kept.photo
     if kept.kind == "compare":
         await compare_service.run(bot, target, kept.prompt, texts, only=compared)
+    elif kept.kind == "merge":
+        await merge_service.merge(bot, target, kept.prompt, texts)
     elif kept.kind == "image":
         await media_service.draw(bot, target, kept.prompt, texts)
     elif kept.kind == "voice" and photo is not None:

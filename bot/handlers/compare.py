@@ -1,4 +1,5 @@
-"""/compare <question>, /compare (choose the set), Continue with, Best, /top."""
+"""/compare <question>, /compare (choose the set and the merge model), Continue with,
+Best, Merge."""
 
 from __future__ import annotations
 
@@ -10,24 +11,32 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InaccessibleMessage, Message
 
 from bot.catalog import MAX_COMPARE, MIN_COMPARE, Catalog
-from bot.keyboards import ContinueWith, ToggleCompare, VoteBest, compare_set_keyboard
+from bot.keyboards import (
+    ContinueWith,
+    CycleMerge,
+    MergeAnswers,
+    ToggleCompare,
+    VoteBest,
+    compare_set_keyboard,
+)
 from bot.services.compare import CompareService
 from bot.services.compare_store import CompareStore
 from bot.services.history import History
+from bot.services.merge import MergeService
 from bot.services.prefs import Prefs
 from bot.services.target import Target
 from bot.texts import Texts
-from bot.texts.base import html
 from providers import Message as ChatMessage
 
 
 def router() -> Router:
     r = Router(name=__name__)
     r.message.register(compare, Command("compare"))
-    r.message.register(top, Command("top"))
     r.callback_query.register(toggle, ToggleCompare.filter())
     r.callback_query.register(continue_with, ContinueWith.filter())
     r.callback_query.register(vote, VoteBest.filter())
+    r.callback_query.register(merge_pressed, MergeAnswers.filter())
+    r.callback_query.register(cycle_merge, CycleMerge.filter())
     return r
 
 
@@ -50,12 +59,13 @@ async def compare(
         target = Target.of(message, message.from_user.id)
         await compare_service.run(bot, target, question, texts)
         return
-    chosen = (await prefs.get(message.from_user.id)).compare
+    current = await prefs.get(message.from_user.id)
+    chosen = current.compare
     # a reply (in groups): the keyboard is the asker's alone (see ButtonOwner)
     await Target.of(message, message.from_user.id).say(
         bot,
         texts.compare_choose.format(models=_titles(catalog, chosen)),
-        reply_markup=compare_set_keyboard(catalog, chosen, texts),
+        reply_markup=compare_set_keyboard(catalog, chosen, texts, current.merge),
     )
 
 
@@ -66,7 +76,8 @@ async def toggle(
     prefs: Prefs,
     catalog: Catalog,
 ) -> None:
-    chosen = list((await prefs.get(query.from_user.id)).compare)
+    current = await prefs.get(query.from_user.id)
+    chosen = list(current.compare)
     model_id = callback_data.id
     if catalog.get(model_id) is None:
         await query.answer()
@@ -86,7 +97,7 @@ async def toggle(
         with contextlib.suppress(TelegramBadRequest):
             await query.message.edit_text(
                 texts.compare_choose.format(models=_titles(catalog, chosen)),
-                reply_markup=compare_set_keyboard(catalog, chosen, texts),
+                reply_markup=compare_set_keyboard(catalog, chosen, texts, current.merge),
             )
 
 
@@ -141,15 +152,35 @@ async def vote(
     )
 
 
-async def top(
-    message: Message, texts: Texts, catalog: Catalog, compare_store: CompareStore
+async def cycle_merge(
+    query: CallbackQuery, callback_data: CycleMerge, texts: Texts, prefs: Prefs, catalog: Catalog
 ) -> None:
-    rows = [(m, v) for m, v in await compare_store.top() if m in catalog.all_models]
-    if not rows:
-        await message.answer(texts.top_empty)
+    """The merge model's button: the next chat model merges from now on."""
+    ids = list(catalog.models)
+    now = callback_data.id if callback_data.id in ids else catalog.default_merge
+    chosen = ids[(ids.index(now) + 1) % len(ids)]
+    await prefs.set(query.from_user.id, merge=chosen)
+    await query.answer(texts.merge_with.format(model=catalog.models[chosen].title))
+    current = await prefs.get(query.from_user.id)
+    if query.message is not None and not isinstance(query.message, InaccessibleMessage):
+        with contextlib.suppress(TelegramBadRequest):
+            await query.message.edit_reply_markup(
+                reply_markup=compare_set_keyboard(catalog, current.compare, texts, chosen)
+            )
+
+
+async def merge_pressed(
+    query: CallbackQuery,
+    callback_data: MergeAnswers,
+    bot: Bot,
+    texts: Texts,
+    merge_service: MergeService,
+) -> None:
+    """Merge: the user's merge model reads the question and every answer that arrived,
+    writes the one best answer, and the conversation goes on with it."""
+    target = Target.of_query(query)
+    if target is None or not await merge_service.can_merge(target.user_id, callback_data.cid):
+        await query.answer(texts.compare_expired, show_alert=True)
         return
-    lines = [texts.top_title]
-    for place, (model_id, votes) in enumerate(rows, start=1):
-        title = catalog.all_models[model_id].title
-        lines.append(html(texts.top_line, place=place, model=title, votes=votes))
-    await message.answer("\n".join(lines), parse_mode="HTML")
+    await query.answer()
+    await merge_service.merge(bot, target, callback_data.cid, texts)

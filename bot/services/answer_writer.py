@@ -80,6 +80,7 @@ class AnswerWriter:
         *,
         texts: Texts,
         header: Part | None = None,
+        header_room: int = 0,
         use_draft: bool | None = None,
         typing: bool = True,
         draft_id: int | None = None,
@@ -97,6 +98,9 @@ class AnswerWriter:
         self.file_name = texts.answer_file_name
         self.thread_id = target.thread_id
         self.header = header
+        # units kept free beside the header, for a longer one later (an arena reveal)
+        self.header_room = header_room
+        self.first_part: Part | None = None  # the first message as finally delivered
         self.typing = typing
         self.draft_id = draft_id or random.randint(1, 2**31 - 1)
         # a Stop button while streaming: under the edited message, or the draft's own
@@ -169,6 +173,7 @@ class AnswerWriter:
             return []
         markdown = self.text if markdown is None else markdown
         parts = _with_footer(self._with_header(render(markdown, self._limit)), footer)
+        self.first_part = parts[0] if parts else None
         attached = len(parts) > MAX_PARTS
         if attached:  # the first messages, then the whole answer as a file
             parts = parts[: MAX_PARTS - 1]
@@ -359,7 +364,8 @@ class AnswerWriter:
 
     @property
     def _limit(self) -> int:
-        return LIMIT - (utf16_len(self.header.text) if self.header is not None else 0)
+        header = utf16_len(self.header.text) if self.header is not None else 0
+        return LIMIT - header - self.header_room
 
     def _with_header(self, parts: list[Part]) -> list[Part]:
         if self.header is None or not parts:

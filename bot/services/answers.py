@@ -57,6 +57,7 @@ class Answers:
         part: int | None = None,
         header: Part | None = None,
         after: AnswerWriter | None = None,
+        header_room: int = 0,
     ) -> AnswerWriter:
         """A chat answer (``part`` None): a draft in private chats, an edited reply in
         groups. One answer of several (``part`` n of a comparison): always an edited
@@ -68,6 +69,7 @@ class Answers:
             target,
             texts=texts,
             header=header,
+            header_room=header_room,
             use_draft=None if part is None else False,
             typing=not part,
             draft_id=gen_id,

@@ -62,6 +62,8 @@ class ChatService:
         images: Sequence[Image] = (),
         shown: str | None = None,
         photo: Photo | None = None,
+        model: ModelSpec | None = None,
+        fresh: Retry | None = None,
     ) -> Outcome | None:
         """Answer ``prompt`` (after any parts of a long paste held before it) with the
         user's model; None when it could not be asked (refused by admission, or an
@@ -69,7 +71,11 @@ class ChatService:
 
         ``images`` go to the model with the prompt; the history keeps only ``shown`` in
         their place (e.g. "[photo] caption"), never their bytes. Such a turn has a Retry
-        only when it is one Telegram ``photo``, which Retry downloads again."""
+        only when it is one Telegram ``photo``, which Retry downloads again.
+
+        ``fresh`` (a merge): ``model`` answers ``prompt`` alone, with no history; a
+        complete answer starts the conversation afresh (``shown`` and the answer) with
+        that model as the user's; ``fresh`` is what its Retry asks again."""
         chat_id, user_id = target.chat_id, target.user_id
         gen_id = new_id()
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -84,23 +90,25 @@ class ChatService:
         if not locked and not await self.generations.lock_soon(chat_id, user_id, gen_id):
             await target.say(bot, texts.still_answering)
             return None
-        model = self.catalog.models[prefs.model]
+        model = model or self.catalog.models[prefs.model]
         if target.message_id is not None:
             held = await self.pastes.complete(chat_id, user_id, target.message_id, held)
         question = Message(role="user", content=join(held, prompt), images=tuple(images))
         retryable = not images or (photo is not None and len(images) == 1)
-        retry = Retry(chat_id, question.content, photo) if retryable else None
-        kept = Message(role="user", content=join(held, shown)) if images and shown else question
+        retry = fresh or (Retry(chat_id, question.content, photo) if retryable else None)
+        kept = Message(role="user", content=join(held, shown)) if shown else question
         ticket: Ticket | None = None
         outcome: Outcome | None = None
         try:
             async with self.generations.lease(chat_id, user_id, gen_id):
+                asked = kept if fresh else question  # a merge's answers are not the user's
                 ticket = await self.admission.admit(
-                    bot, target, texts, [model], prompt=question.content, images=bool(images)
+                    bot, target, texts, [model], prompt=asked.content, images=bool(images)
                 )
                 if ticket is None:
                     return None
-                messages = fit_context(self.history.parse(raw_history), question, model.context)
+                history = [] if fresh else self.history.parse(raw_history)
+                messages = fit_context(history, question, model.context)
                 request = ChatRequest(model=model.name, messages=messages)
                 writer = self.answers.writer(bot, target, texts, gen_id)
                 delivery = Delivery(retry_markup=retry_keyboard(gen_id, texts) if retry else None)
@@ -108,7 +116,7 @@ class ChatService:
                     ticket, model, request, writer, texts, (gen_id, 0), delivery
                 )
         finally:
-            await self._record(target, gen_id, kept, model, ticket, outcome, retry)
+            await self._record(target, gen_id, kept, model, ticket, outcome, retry, fresh)
         return outcome
 
     async def _record(
@@ -120,8 +128,10 @@ class ChatService:
         ticket: Ticket | None,
         outcome: Outcome | None,
         retry: Retry | None,
+        fresh: Retry | None = None,
     ) -> None:
-        """Give the chat back, keep the exchange (or the request, for Retry), count it.
+        """Give the chat back, keep the exchange (or the request, for Retry), count it;
+        a fresh exchange replaces the conversation and makes its model the user's.
         While Redis is away this is tried a few more times: the answer was delivered, and
         the conversation should not lose it."""
         chat_id, user_id = target.chat_id, target.user_id
@@ -133,6 +143,9 @@ class ChatService:
                         self.admission.queue_counted(pipe, ticket, model, outcome)
                     if outcome is not None and outcome.ok:
                         answer = Message(role="assistant", content=outcome.text)
+                        if fresh is not None:
+                            self.history.queue_clear(pipe, chat_id, user_id)
+                            self.prefs.queue_set(pipe, user_id, model=model.id)
                         self.history.queue_append(pipe, chat_id, user_id, question, answer)
                     elif ticket is not None and retry is not None:  # failed, stopped, cut
                         self.generations.queue_retry(pipe, user_id, gen_id, retry)

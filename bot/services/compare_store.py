@@ -54,6 +54,15 @@ class CompareStore:
             return None
         return Kept(_text(question), _text(answer))
 
+    async def load_all(self, user_id: int, cid: str) -> tuple[str, dict[str, str]] | None:
+        """The question and every kept answer (model id -> text), in the order kept."""
+        raw = await self.redis.hgetall(self.key(user_id, cid))
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        answers = {k[2:]: v for k, v in fields.items() if k.startswith("a:")}
+        if "q" not in fields or not answers:
+            return None
+        return fields["q"], answers
+
     async def vote(self, user_id: int, cid: str, model_id: str) -> bool | None:
         """Count a vote, once per comparison; False if they voted already, None if the
         user has no such comparison with an answer from that model."""

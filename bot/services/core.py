@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from bot.catalog import Catalog
 from bot.metrics import Metrics
+from bot.services.arena_store import ArenaStore
 from bot.services.compare_store import CompareStore
 from bot.services.generations import Generations
 from bot.services.history import History
@@ -38,6 +39,7 @@ class Core:
     stats: Stats
     pastes: Pastes
     compare_store: CompareStore
+    arena_store: ArenaStore
 
     @classmethod
     def build(cls, settings: Settings, catalog: Catalog, redis: Redis, bot_id: int) -> Core:
@@ -57,6 +59,7 @@ class Core:
             stats=Stats(redis, bot_id),
             pastes=Pastes(redis),
             compare_store=CompareStore(redis, bot_id),
+            arena_store=ArenaStore(redis, bot_id),
         )
 
     def with_catalog(self, catalog: Catalog) -> Core:

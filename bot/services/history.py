@@ -74,6 +74,9 @@ class History:
     async def clear(self, chat_id: int, user_id: int) -> None:
         await self.redis.delete(self.key(chat_id, user_id))
 
+    def queue_clear(self, pipe: Pipeline, chat_id: int, user_id: int) -> None:
+        pipe.delete(self.key(chat_id, user_id))
+
 
 def fit_context(
     history: Sequence[Message], prompt: Message, context_tokens: int | None

@@ -1,5 +1,5 @@
-"""A user's preferences (current model, compare set, image model, language): a small
-Redis hash per user."""
+"""A user's preferences (current model, compare set, image model, language, merge
+model): a small Redis hash per user."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class UserPrefs:
     compare: tuple[str, ...]
     image: str | None = None  # a usable image model id; None when there is none
     language: str | None = None  # chosen with /language; None: the Telegram app's
+    merge: str = ""  # the chat model "Merge" asks (the catalog's default when unset)
 
 
 class Prefs:
@@ -46,7 +47,12 @@ class Prefs:
         compare = tuple(stored) if len(stored) >= 2 else tuple(self.catalog.default_compare)
         image = raw.get(b"image", b"").decode()
         chosen = image if self.catalog.get_image(image) else self.catalog.default_image
-        return UserPrefs(model=model, compare=compare, image=chosen, language=_language(raw))
+        merge = raw.get(b"merge", b"").decode()
+        if self.catalog.get(merge) is None:
+            merge = self.catalog.default_merge
+        return UserPrefs(
+            model=model, compare=compare, image=chosen, language=_language(raw), merge=merge
+        )
 
     async def get(self, user_id: int) -> UserPrefs:
         return self.parse(await self.redis.hgetall(self.key(user_id)))
@@ -60,9 +66,12 @@ class Prefs:
 
     async def set(self, user_id: int, **values: str) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self.key(user_id), mapping=dict[Any, Any](values))
-            pipe.expire(self.key(user_id), PREFS_TTL)
+            self.queue_set(pipe, user_id, **values)
             await pipe.execute()
+
+    def queue_set(self, pipe: Pipeline, user_id: int, **values: str) -> None:
+        pipe.hset(self.key(user_id), mapping=dict[Any, Any](values))
+        pipe.expire(self.key(user_id), PREFS_TTL)
 
 
 def _language(raw: Mapping[Any, Any]) -> str | None:

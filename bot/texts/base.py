@@ -126,6 +126,34 @@ class Texts:
     top_title: str
     top_line: str  # {place}, {model}, {votes}: a count
     top_empty: str
+    # /arena: blind battles, and the leaderboard fitted from their votes
+    arena_usage: str  # /arena alone: ask for the question (a reply to this message)
+    arena_model_a: str  # the header over the first answer
+    arena_model_b: str
+    arena_revealed: str  # {side} ("Model A"), {model}: the header once revealed
+    arena_no_models: str  # fewer than two models within the user's limits
+    arena_void: str  # a model failed or was stopped: no vote
+    arena_a_better: str  # buttons
+    arena_b_better: str
+    arena_tie: str
+    arena_both_bad: str
+    arena_counted: str  # the vote's answer
+    arena_named: str  # {models}: answers that named their model; not counted
+    arena_over_cap: str  # {limit}: a count of votes
+    arena_already: str
+    arena_not_ready: str  # pressed before both answered
+    arena_expired: str
+    top_arena_title: str
+    top_arena_line: str  # {place}, {model}, {rating}, {low}, {high}, {battles}: a count
+    top_provisional_title: str  # {min}: a count of battles
+    top_arena_empty: str
+    top_best_title: str  # the /compare "Best" table under the arena board
+    # "Merge": one best answer written from a comparison's answers
+    merge_button: str
+    merge_with: str  # {model}: the /compare keyboard's button that picks the merge model
+    merge_instruction: str  # to the merge model; {question}, {answers}
+    merge_answer: str  # {model}, {answer}: one answer inside merge_instruction
+    merge_continued: str  # {model}
     # admins
     admin_private_only: str  # an admin command sent in a group
     stats_title: str  # {date}, {users}: a count

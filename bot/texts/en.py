@@ -18,7 +18,8 @@ EN = Texts(
         "stop": "stop the answer being written",
         "compare": "ask several models at once: /compare <question>",
         "image": "draw a picture: /image <description>",
-        "top": "models ranked by votes",
+        "arena": "a blind battle of two models: /arena <question>",
+        "top": "the leaderboard of blind battles and votes",
         "limits": "what is left of today's free allowance",
         "language": "choose the language I speak",
     },
@@ -139,7 +140,52 @@ EN = Texts(
     vote_already="You have already voted in this comparison.",
     top_title="<b>Models by votes</b>",
     top_line="{place}. {model}: {votes:#vote|votes}",
-    top_empty="No votes yet: press 👍 Best under a /compare answer.",
+    top_empty=(
+        "No votes yet: run a blind battle with /arena, or press 👍 Best under a /compare answer."
+    ),
+    arena_usage=(
+        "Reply to this message with your question: two models I pick answer it without "
+        "their names, and you vote for the better one."
+    ),
+    arena_model_a="Model A",
+    arena_model_b="Model B",
+    arena_revealed="{side}: {model}",
+    arena_no_models=(
+        "A battle needs two models within your limits today, and fewer are left. "
+        "/limits shows what is left."
+    ),
+    arena_void="One of the models did not answer in full, so this battle has no vote.",
+    arena_a_better="👈 A is better",
+    arena_b_better="B is better 👉",
+    arena_tie="🤝 Tie",
+    arena_both_bad="👎 Both bad",
+    arena_counted="Thanks: your vote is counted. See /top.",
+    arena_named=(
+        "Thanks. Not counted in the ratings: {models} named itself in its answer, so the "
+        "battle was not blind."
+    ),
+    arena_over_cap=(
+        "Thanks. Only {limit:#vote|votes} a day count in the ratings, and you have "
+        "reached that today."
+    ),
+    arena_already="You have already voted in this battle.",
+    arena_not_ready="Wait until both answers are finished, then vote.",
+    arena_expired="This battle has expired. Start a new one with /arena.",
+    top_arena_title="<b>Arena: ratings from blind battles</b> (95% interval)",
+    top_arena_line=("{place}. {model}: {rating} ({low}–{high}), {battles:#battle|battles}"),
+    top_provisional_title="<b>Provisional</b> (fewer than {min:#battle|battles})",
+    top_arena_empty="No blind battles counted yet: try /arena.",
+    top_best_title="<b>👍 Best under /compare</b>",
+    merge_button="🔀 Merge",
+    merge_with="🔀 Merge with: {model}",
+    merge_instruction=(
+        "Several assistants answered the question below. Write the one best answer to "
+        "it: keep what is right and useful in each, resolve where they disagree, and say "
+        "briefly where the sources disagreed. Answer in the question's language, as if "
+        "you were answering it yourself.\n\nQuestion:\n{question}\n\n{answers}"
+    ),
+    merge_answer="Answer from {model}:\n{answer}",
+    merge_continued="Merged by {model}. The conversation goes on with it.",
     admin_private_only="Admin commands work in a private chat with me.",
     stats_title="<b>{date}</b>: {users:#user|users}",
     stats_model="{model}: {count:#request|requests}",
