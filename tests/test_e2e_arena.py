@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from bot.texts import EN
 from tests.doubles.base import Reply
 from tests.doubles.telegram import FakeUser, button_labels
-from tests.harness import Harness, running_bot
+from tests.harness import Harness, running_bot, running_webhook_bot
 
 DAILY = 20
 NAMES = {  # id -> (title, provider model name), as in tests/harness.py's catalog
@@ -233,3 +233,45 @@ async def test_merge_writes_one_answer_from_a_comparison(redis_url: str, tmp_pat
             "The merged answer.",
             "and then?",
         ]
+
+
+async def test_two_replicas_take_one_vote_per_battle(redis_url: str, tmp_path: Path) -> None:
+    async with running_webhook_bot(redis_url, tmp_path, replicas=2) as h:
+        assert h.balancer is not None
+        ann = h.tg.user(first_name="Ann")
+        second = await battle(h, ann, "replicated?")
+        # two presses at once, each a separate update: the balancer sends them to
+        # different replicas, which race for the one vote
+        presses = [
+            await ann.click(label, message_id=second["message_id"])
+            for label in (EN.arena_a_better, EN.arena_b_better)
+        ]
+        answers = [(await h.tg.wait_callback_answer(q["id"])).params["text"] for q in presses]
+        assert sorted(answers) == sorted([EN.arena_counted, EN.arena_already])
+        routed = dict(h.balancer.routed[-2:])
+        assert len(set(routed.values())) == 2  # one press each
+        client = aioredis.from_url(redis_url)
+        try:
+            pairs = await client.hgetall(f"arena:pairs:{h.tg.bot_id}")
+        finally:
+            await client.aclose()
+        assert sum(int(v) for v in pairs.values()) == 1
+
+
+async def test_votes_over_the_daily_cap_are_thanked_not_counted(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with running_bot(redis_url, tmp_path, arena_daily_votes=1) as h:
+        ann = h.tg.user(first_name="Ann")
+        said = []
+        for i in range(2):
+            second = await battle(h, ann, f"question {i}")
+            vote = await ann.click(EN.arena_b_better, message_id=second["message_id"])
+            said.append((await h.tg.wait_callback_answer(vote["id"])).params["text"])
+        assert said == [EN.arena_counted, EN.arena_over_cap.format(limit=1)]
+        client = aioredis.from_url(redis_url)
+        try:
+            pairs = await client.hgetall(f"arena:pairs:{h.tg.bot_id}")
+        finally:
+            await client.aclose()
+        assert sum(int(v) for v in pairs.values()) == 1
