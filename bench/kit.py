@@ -116,12 +116,8 @@ class Table:
         self, name: str, value: float, limit: float, fmt: str, unit: str = "", note: str = ""
     ) -> None:
         """A goal that ``value`` is at most ``limit``."""
-        self.add(
-            name,
-            f"{value:{fmt}}{unit}",
-            f"<= {limit:{'.2f' if limit % 1 else 'g'}}{unit}{note}",
-            value <= limit,
-        )
+        shown = f"{limit:g}" if limit % 1 == 0 else f"{limit:{fmt}}"
+        self.add(name, f"{value:{fmt}}{unit}", f"<= {shown}{unit}{note}", value <= limit)
 
     def zero(self, name: str, count: int) -> None:
         """A check that ``count`` is 0."""
