@@ -35,7 +35,7 @@ from bot.services.answer_writer import AnswerWriter
 from bot.services.arena_store import ArenaStore, Battle, Vote
 from bot.services.compare import CompareService
 from bot.services.outcome import Outcome
-from bot.services.quota import Quota
+from bot.services.quota import Quota, Usage
 from bot.services.target import Target
 from bot.texts import Texts
 from bot.texts.base import html
@@ -98,12 +98,11 @@ class ArenaService:
         self.daily_votes = daily_votes
         self.rng = rng or random.SystemRandom()
 
-    async def affordable(self, user_id: int) -> list[ModelSpec]:
+    def affordable(self, user_id: int, usage: Usage) -> list[ModelSpec]:
         """The chat models a request of this user may go to now (within every limit)."""
         models = list(self.catalog.models.values())
         if self.quota.is_exempt(user_id):
             return models
-        usage = await self.quota.usage(user_id)
         left = self.quota.overall_cap - usage.total if self.quota.overall_cap else None
         return [
             m
@@ -118,8 +117,12 @@ class ArenaService:
             if held is None:
                 return
             _, gen_id = held
-            candidates = await self.affordable(target.user_id)
-            pair = pick_pair(candidates, await self.store.battles_between(), self.rng)
+            async with self.store.redis.pipeline(transaction=False) as pipe:
+                self.quota.queue_usage(pipe, target.user_id)
+                self.store.queue_pairs(pipe)
+                raw_usage, raw_pairs = await pipe.execute()
+            candidates = self.affordable(target.user_id, self.quota.parse_usage(raw_usage))
+            pair = pick_pair(candidates, self.store.battles_between(raw_pairs), self.rng)
             if pair is None:
                 await target.say(bot, texts.arena_no_models)
                 return

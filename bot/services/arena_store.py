@@ -26,6 +26,7 @@ from enum import IntEnum
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from bot.services import ratings
 
@@ -164,9 +165,14 @@ class ArenaStore:
         """The counted outcomes per pair of models."""
         return ratings.parse_pairs(await self.redis.hgetall(self.pairs_key))
 
-    async def battles_between(self) -> dict[frozenset[str], int]:
-        """Counted battles per unordered pair: the picker favours the fewest."""
-        return {frozenset(pair): counts.battles for pair, counts in (await self.pairs()).items()}
+    def queue_pairs(self, pipe: Pipeline) -> None:
+        pipe.hgetall(self.pairs_key)
+
+    @staticmethod
+    def battles_between(raw: Mapping[Any, Any]) -> dict[frozenset[str], int]:
+        """Counted battles per unordered pair (from ``queue_pairs``): the picker favours
+        the fewest."""
+        return {frozenset(p): counts.battles for p, counts in ratings.parse_pairs(raw).items()}
 
     async def cached_board(self) -> str | None:
         raw = await self.redis.get(self.board_key)

@@ -30,6 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from bot.catalog import Catalog, ModelSpec
 
@@ -182,9 +183,17 @@ class Quota:
         return int(back)
 
     async def usage(self, user_id: int) -> Usage:
-        date, resets_at = self.day()
-        raw = await self.redis.hgetall(self.key(user_id, date))
-        return _parse_usage(raw, resets_at)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self.queue_usage(pipe, user_id)
+            (raw,) = await pipe.execute()
+        return self.parse_usage(raw)
+
+    def queue_usage(self, pipe: Pipeline, user_id: int) -> None:
+        date, _ = self.day()
+        pipe.hgetall(self.key(user_id, date))
+
+    def parse_usage(self, raw: Mapping[Any, Any]) -> Usage:
+        return _parse_usage(raw, self.day()[1])
 
 
 def _parse_usage(raw: Mapping[Any, Any], resets_at: datetime) -> Usage:
