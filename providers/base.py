@@ -58,11 +58,17 @@ class Usage:
 
 @dataclass(slots=True)  # not frozen: thousands are made per answer, and frozen costs 2x
 class Chunk:
-    """A piece of the answer: a text delta, and at the end a finish reason and usage."""
+    """A piece of the answer: a text delta, and at the end a finish reason and usage.
+
+    ``reasoning`` is a delta of the model's thinking (Gemini's thought parts, OpenAI-style
+    ``reasoning_content``, Mistral's thinking chunks, Ollama's ``thinking``), kept apart
+    from the answer: it is never the answer's text, and never goes back into history.
+    """
 
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    reasoning: str = ""
 
 
 @dataclass(slots=True)
@@ -177,8 +183,13 @@ class Provider(ABC):
         result.text = "".join(parts)
         return result
 
-    async def generate_image(self, model: str, prompt: str) -> bytes:
-        """Draw ``prompt``; the image file's bytes (PNG, JPEG or WebP)."""
+    async def generate_image(
+        self, model: str, prompt: str, images: Sequence[Image] = (), *, api: str = "images"
+    ) -> bytes:
+        """Draw ``prompt``, or with ``images`` edit them as ``prompt`` says; the new image
+        file's bytes (PNG, JPEG or WebP). ``api`` picks the endpoint where a kind has more
+        than one (``openai``: ``"images"``, the images API, or ``"chat"``, chat
+        completions with image output); the other kinds ignore it."""
         raise UnsupportedError(f"{self.name}: image generation is not supported by {self.kind}")
 
     async def transcribe(self, model: str, audio: bytes, filename: str) -> str:

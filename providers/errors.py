@@ -38,6 +38,11 @@ class ContextTooLongError(BadRequestError):
     """The conversation does not fit the model's context window."""
 
 
+class DeclinedError(BadRequestError):
+    """The model (or its provider's filter) declined to answer: a safety block, a
+    recitation block, a refusal to draw. Not retried: the same request is declined again."""
+
+
 class RateLimitedError(ProviderError):
     """The provider asks us to slow down; ``retry_after`` is in seconds when it said."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import httpx
@@ -25,7 +25,7 @@ class HttpProvider(Provider):
         super().__init__(config)
         headers = {"Accept": "application/json", "User-Agent": "manymodels-bot"}
         if config.api_key:
-            headers["Authorization"] = f"Bearer {config.api_key}"
+            headers.update(self._auth_headers(config.api_key))
         self._client = httpx.AsyncClient(
             base_url=config.base_url.rstrip("/") + "/",
             headers=headers,
@@ -35,6 +35,11 @@ class HttpProvider(Provider):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    def _auth_headers(self, api_key: str) -> dict[str, str]:
+        """The headers that carry the key: ``Authorization: Bearer``, unless an API
+        wants its own (Gemini's ``x-goog-api-key``)."""
+        return {"Authorization": f"Bearer {api_key}"}
 
     def _error(self, status: int, body: str, headers: Mapping[str, str]) -> ProviderError:
         """Map a failed response; adapters override to read their own error bodies."""
@@ -52,7 +57,7 @@ class HttpProvider(Provider):
 
     async def _events(
         self, path: str, payload: Mapping[str, Any], *, sse: bool = True
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any]:
         """POST ``payload`` and yield, as they arrive, the JSON of each server-sent
         event's data up to ``[DONE]`` (``sse``), or of each line of an NDJSON stream.
 
@@ -89,6 +94,22 @@ class HttpProvider(Provider):
         return [
             m[name_key] for m in items if isinstance(m, dict) and isinstance(m.get(name_key), str)
         ]
+
+    async def _post_json(
+        self, path: str, payload: Mapping[str, Any], *, read_timeout: float | None = None
+    ) -> Any:
+        """POST ``payload`` and return the JSON answer (a call that is not streamed, such
+        as an image); ``read_timeout`` overrides the client's."""
+        options: dict[str, Any] = {}
+        if read_timeout is not None:
+            options["timeout"] = httpx.Timeout(read_timeout, connect=min(10.0, self.config.timeout))
+        try:
+            response = await self._client.post(path, json=payload, **options)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from None
+        if response.status_code >= 400:
+            raise self._error(response.status_code, response.text, response.headers)
+        return self._json(response.text)
 
     async def _get_json(self, path: str) -> Any:
         try:

@@ -8,7 +8,7 @@ It looks like OpenAI's, with differences that matter:
 - usage comes on the last content chunk (the one with ``finish_reason``);
 - a delta's ``content`` is a string, or for reasoning models (magistral) a list of typed
   chunks where ``{"type": "text"}`` is the answer and ``{"type": "thinking"}`` is the
-  model's reasoning, which users are not shown;
+  model's reasoning (yielded as :attr:`Chunk.reasoning`, never as text);
 - errors come as ``{"object": "error", "message": ..., "type": ...}`` whose ``message``
   may be a string, a pydantic ``{"detail": [...]}`` object, or a list of such issues; an
   unknown model is a 400 of type ``invalid_model``;
@@ -41,13 +41,13 @@ class MistralProvider(HttpProvider):
     async def _stream_once(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         finished = False
         async for event in self._events("chat/completions", self._payload(request)):
-            text, finish, usage = self._parts(event)
+            text, finish, usage, thought = self._parts(event)
             if finish == "error":
-                if text:
-                    yield Chunk(text)
+                if text or thought:
+                    yield Chunk(text, reasoning=thought)
                 raise UnavailableError(f"{self.name}: the model stopped with an error")
-            if text or finish is not None or usage is not None:
-                yield Chunk(text, finish, usage)
+            if text or finish is not None or usage is not None or thought:
+                yield Chunk(text, finish, usage, thought)
             finished = finished or finish is not None
         if not finished:
             raise UnavailableError(f"{self.name}: the stream ended before the answer finished")
@@ -68,9 +68,10 @@ class MistralProvider(HttpProvider):
             payload["max_tokens"] = request.max_tokens
         return payload
 
-    def _parts(self, event: Any) -> tuple[str, str | None, Usage | None]:
-        """One SSE event's text (possibly empty: a role-only delta), finish reason and
-        usage. Runs for every piece of an answer: the usual event takes the short path."""
+    def _parts(self, event: Any) -> tuple[str, str | None, Usage | None, str]:
+        """One SSE event's text (possibly empty: a role-only delta), finish reason, usage
+        and thinking. Runs for every piece of an answer: the usual event takes the short
+        path."""
         if not isinstance(event, dict):
             raise UnavailableError(f"{self.name}: unexpected stream event from the API")
         choices = event.get("choices")
@@ -79,13 +80,17 @@ class MistralProvider(HttpProvider):
             raise UnavailableError(f"{self.name}: unexpected stream event from the API")
         delta = choice.get("delta")
         content = delta.get("content") if isinstance(delta, dict) else None
-        text = content if isinstance(content, str) else _visible_text(content)
+        if isinstance(content, str):
+            text, thought = content, ""
+        else:
+            text, thought = _visible_text(content), _thinking(content)
         finish = choice.get("finish_reason")
         usage = event.get("usage")
         return (
             text,
             finish if isinstance(finish, str) else None,
             None if usage is None else _usage(usage),
+            thought,
         )
 
     def _error(self, status: int, body: str, headers: Mapping[str, str]) -> ProviderError:
@@ -113,6 +118,21 @@ def _visible_text(content: Any) -> str:
         and part.get("type", "text") == "text"
         and isinstance(part.get("text"), str)
     )
+
+
+def _thinking(content: Any) -> str:
+    """The reasoning in a delta's content: the text of its ``thinking`` chunks."""
+    if not isinstance(content, list):
+        return ""
+    found: list[str] = []
+    for part in content:
+        if isinstance(part, dict) and part.get("type") == "thinking":
+            inner = part.get("thinking")
+            if isinstance(inner, str):
+                found.append(inner)
+            elif isinstance(inner, list):
+                found.append(_visible_text(inner))
+    return "".join(found)
 
 
 def _usage(value: Any) -> Usage | None:

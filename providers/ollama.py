@@ -2,7 +2,8 @@
 
 The answer is newline-delimited JSON: one object per piece with ``message.content`` and
 ``"done": false``, then a last one with ``"done": true``, ``done_reason`` and the token
-counts (``prompt_eval_count``, ``eval_count``). A failure after the ``200`` arrives as a
+counts (``prompt_eval_count``, ``eval_count``); a thinking model's thoughts arrive in
+``message.thinking`` (yielded as :attr:`Chunk.reasoning`). A failure after the ``200`` arrives as a
 line ``{"error": "..."}``; failures before it are a status with the same body. A user's
 images ride on the message as ``images``: a list of base64 strings (no ``data:`` prefix).
 """
@@ -39,17 +40,18 @@ class OllamaProvider(HttpProvider):
                 raise UnavailableError(f"{self.name}: unexpected stream line from the API")
             if "error" in data:
                 raise self._stream_error(str(data["error"]))
-            text = _content(data)
+            text, thought = _content(data)
             if data.get("done") is True:
                 reason = data.get("done_reason")
                 yield Chunk(
                     text=text,
                     finish_reason=reason if isinstance(reason, str) and reason else "stop",
                     usage=_usage(data),
+                    reasoning=thought,
                 )
                 return
-            if text:
-                yield Chunk(text=text)
+            if text or thought:
+                yield Chunk(text, reasoning=thought)
         raise UnavailableError(f"{self.name}: the stream ended before the answer was complete")
 
     async def list_models(self) -> list[str]:
@@ -91,10 +93,16 @@ def _message(message: Message) -> dict[str, Any]:
     return wire
 
 
-def _content(data: Mapping[str, Any]) -> str:
+def _content(data: Mapping[str, Any]) -> tuple[str, str]:
+    """(answer text, thinking) of one line: ``message.content`` and ``message.thinking``."""
     message = data.get("message")
-    content = message.get("content") if isinstance(message, dict) else None
-    return content if isinstance(content, str) else ""
+    if not isinstance(message, dict):
+        return "", ""
+    content, thinking = message.get("content"), message.get("thinking")
+    return (
+        content if isinstance(content, str) else "",
+        thinking if isinstance(thinking, str) else "",
+    )
 
 
 def _usage(data: Mapping[str, Any]) -> Usage | None:

@@ -15,17 +15,18 @@ import base64
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, cast
 
 import anyio
 import httpx2
 import openai
 
-from providers.base import ChatRequest, Chunk, Provider, ProviderConfig, Usage
+from providers.base import ChatRequest, Chunk, Image, Message, Provider, ProviderConfig, Usage
 from providers.codec import loads
 from providers.errors import (
     ContextTooLongError,
+    DeclinedError,
     ProviderError,
     ProviderTimeoutError,
     UnavailableError,
@@ -166,29 +167,63 @@ class OpenAIProvider(Provider):
                     names.append(name)
         return names
 
-    async def generate_image(self, model: str, prompt: str) -> bytes:
-        """``POST images/generations``; the first image's bytes, decoded from base64.
+    async def generate_image(
+        self, model: str, prompt: str, images: Sequence[Image] = (), *, api: str = "images"
+    ) -> bytes:
+        """Draw ``prompt`` (or edit ``images`` as it says); the first image's bytes.
 
-        ``gpt-image`` models always answer base64 and refuse ``response_format``; the
-        others (``dall-e-*``, compatible servers) are asked for ``b64_json``, so no image
-        is ever fetched from a URL. Retried like chat: before any result only.
+        ``api="images"`` (the default): ``POST images/generations``, or with images
+        ``POST images/edits`` (multipart). ``gpt-image`` models always answer base64 and
+        refuse ``response_format``; the others (``dall-e-*``, compatible servers) are
+        asked for ``b64_json``, so no image is ever fetched from a URL.
+
+        ``api="chat"``: chat completions with ``modalities: ["image", "text"]``, the
+        photos as ``image_url`` parts beside the prompt, as gateways such as OpenRouter
+        serve image models; the picture comes back in the message's ``images`` as a
+        ``data:`` URL. Retried like chat: before any result only.
         """
+        if api == "chat":
+            return await self._retrying(lambda: self._chat_image_once(model, prompt, images))
+        if images:
+            return await self._retrying(lambda: self._edit_image_once(model, prompt, images))
         return await self._retrying(lambda: self._generate_image_once(model, prompt))
 
     async def transcribe(self, model: str, audio: bytes, filename: str) -> str:
         """``POST audio/transcriptions`` (multipart ``file`` and ``model``); its ``text``."""
         return await self._retrying(lambda: self._transcribe_once(model, audio, filename))
 
+    def _image_timeout(self) -> openai.Timeout:
+        return openai.Timeout(self.image_timeout, connect=min(10.0, self.config.timeout))
+
     async def _generate_image_once(self, model: str, prompt: str) -> bytes:
         options: dict[str, Any] = {}
         if not _answers_base64(model):
             options["response_format"] = "b64_json"
-        timeout = openai.Timeout(self.image_timeout, connect=min(10.0, self.config.timeout))
         with self._mapped_errors():
             raw = await self._client.images.with_raw_response.generate(
-                model=model, prompt=prompt, timeout=timeout, **options
+                model=model, prompt=prompt, timeout=self._image_timeout(), **options
             )
             body = raw.content
+        return self._image_of(body)
+
+    async def _edit_image_once(self, model: str, prompt: str, images: Sequence[Image]) -> bytes:
+        options: dict[str, Any] = {}
+        if not _answers_base64(model):
+            options["response_format"] = "b64_json"
+        files = [(f"image{i}.{_suffix(im.mime)}", im.data, im.mime) for i, im in enumerate(images)]
+        with self._mapped_errors():
+            raw = await self._client.images.with_raw_response.edit(
+                model=model,
+                prompt=prompt,
+                image=files[0] if len(files) == 1 else files,
+                timeout=self._image_timeout(),
+                **options,
+            )
+            body = raw.content
+        return self._image_of(body)
+
+    def _image_of(self, body: bytes) -> bytes:
+        """The first image of an images API answer (``data[0].b64_json``)."""
         data = self._object(body).get("data")
         first = data[0] if isinstance(data, list) and data else None
         if not isinstance(first, dict):
@@ -199,13 +234,43 @@ class OpenAIProvider(Provider):
             encoded = url.partition(",")[2]  # a data: URL is base64 too; others are not fetched
         if not isinstance(encoded, str):
             raise UnavailableError(f"{self.name}: the images API sent no base64 image data")
+        return self._decoded(encoded)
+
+    def _decoded(self, encoded: str) -> bytes:
         try:
             image = base64.b64decode(encoded, validate=True)
         except ValueError:
             raise UnavailableError(f"{self.name}: malformed base64 image from the API") from None
         if not image:
-            raise UnavailableError(f"{self.name}: the images API sent an empty image")
+            raise UnavailableError(f"{self.name}: the API sent an empty image")
         return image
+
+    async def _chat_image_once(self, model: str, prompt: str, images: Sequence[Image]) -> bytes:
+        body = {
+            "model": model,
+            "messages": [chat_message(Message("user", prompt, tuple(images)))],
+            "modalities": ["image", "text"],
+        }
+        with self._mapped_errors():
+            response = await self._client.post(
+                "/chat/completions",
+                cast_to=httpx2.Response,
+                body=body,
+                options={"timeout": self._image_timeout()},
+            )
+            raw = response.content
+        choices = self._object(raw).get("choices")
+        first = choices[0] if isinstance(choices, list) and choices else None
+        message = first.get("message") if isinstance(first, dict) else None
+        if not isinstance(message, dict):
+            raise UnavailableError(f"{self.name}: the chat API sent no message")
+        for item in message.get("images") or []:
+            image_url = item.get("image_url") if isinstance(item, dict) else None
+            url = image_url.get("url") if isinstance(image_url, dict) else image_url
+            if isinstance(url, str) and url.startswith("data:"):
+                return self._decoded(url.partition(",")[2])
+        said = message.get("content") or message.get("refusal") or ""
+        raise DeclinedError(f"{self.name}: no image in the answer: {short(str(said))}")
 
     async def _transcribe_once(self, model: str, audio: bytes, filename: str) -> str:
         with self._mapped_errors():
@@ -307,7 +372,7 @@ class OpenAIProvider(Provider):
         error = event.get("error")
         if error:
             raise self._stream_error(error)
-        text = ""
+        text = reasoning = ""
         finish_reason: str | None = None
         choices = event.get("choices")
         if choices:
@@ -325,6 +390,10 @@ class OpenAIProvider(Provider):
                         text += content
                     if isinstance(refusal, str):
                         text += refusal
+                    if content is None or len(delta) > 1:  # else: content alone
+                        thought = delta.get("reasoning_content", delta.get("reasoning"))
+                        if isinstance(thought, str):
+                            reasoning += thought
                 reason = choice.get("finish_reason")
                 if isinstance(reason, str):
                     finish_reason = reason
@@ -338,15 +407,21 @@ class OpenAIProvider(Provider):
                     input_tokens=prompt if type(prompt) is int else None,
                     output_tokens=completion if type(completion) is int else None,
                 ),
+                reasoning=reasoning,
             )
-        if not text and finish_reason is None:
+        if not text and finish_reason is None and not reasoning:
             return None
-        return Chunk(text=text, finish_reason=finish_reason)
+        return Chunk(text, finish_reason, None, reasoning)
 
 
 def _answers_base64(model: str) -> bool:
     """Whether the model always answers base64 and refuses ``response_format`` (gpt-image)."""
     return "gpt-image" in model.lower()
+
+
+def _suffix(mime: str) -> str:
+    """A file name suffix for an uploaded image (the API reads the type from it)."""
+    return {"image/png": "png", "image/webp": "webp"}.get(mime.lower(), "jpg")
 
 
 def _split_lines(buffer: bytes) -> tuple[list[bytes], bytes]:

@@ -15,6 +15,7 @@ KINDS: dict[str, str] = {
     "mistral": "providers.mistral:MistralProvider",
     "llama": "providers.llama:LlamaProvider",
     "ollama": "providers.ollama:OllamaProvider",
+    "gemini": "providers.gemini:GeminiProvider",
 }
 
 
