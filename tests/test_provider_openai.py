@@ -1,27 +1,23 @@
-"""The ``openai`` adapter against a real loopback double of the Chat Completions API."""
+"""The ``openai`` adapter against a real loopback double of the Chat Completions API: what
+is its own (the wire format, error events, other servers' SSE framing). What every kind
+shares is in tests/test_provider_conformance.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
 from aiohttp import web
 
-from providers import registry
 from providers.base import ChatRequest, Chunk, Message, Provider, ProviderConfig, Usage
 from providers.errors import (
-    AuthenticationError,
     BadRequestError,
     ContextTooLongError,
-    ModelNotFoundError,
     ProviderError,
-    ProviderTimeoutError,
     RateLimitedError,
     UnavailableError,
 )
@@ -94,21 +90,6 @@ async def make() -> AsyncIterator[MakeProvider]:
 # -- the happy path ---------------------------------------------------------
 
 
-async def test_text_arrives_complete_and_in_order(double: OpenAIDouble, make: MakeProvider) -> None:
-    chunks = await collect(make(double.base_url), ask("one two three four five"))
-    texts = [c.text for c in chunks if c.text]
-    assert len(texts) > 1
-    assert "".join(texts) == "echo: one two three four five"
-    assert texts[0] == "echo:"
-
-
-async def test_explicit_pieces_join_back_exactly(double: OpenAIDouble, make: MakeProvider) -> None:
-    pieces = ["Привет", ", ", "мир", " 🌍", "\n\n", "**bold**"]
-    double.default = Reply(chunks=pieces)
-    chunks = await collect(make(double.base_url), ask())
-    assert [c.text for c in chunks if c.text] == pieces
-
-
 async def test_finish_reason_and_usage_are_read(double: OpenAIDouble, make: MakeProvider) -> None:
     double.default = Reply(text="a b c", usage=(21, 3))
     chunks = await collect(make(double.base_url), ask())
@@ -116,24 +97,6 @@ async def test_finish_reason_and_usage_are_read(double: OpenAIDouble, make: Make
     assert [c.usage for c in chunks if c.usage] == [Usage(input_tokens=21, output_tokens=3)]
     # the usage-only chunk comes last, after the finish reason
     assert chunks[-1].usage is not None and chunks[-1].text == ""
-
-
-async def test_no_usage_when_the_server_sends_none(
-    double: OpenAIDouble, make: MakeProvider
-) -> None:
-    double.default = Reply(text="a b", usage=None)
-    result = await make(double.base_url).complete(ask())
-    assert result.text == "a b"
-    assert result.usage is None
-    assert result.finish_reason == "stop"
-
-
-async def test_complete_collects_the_answer(double: OpenAIDouble, make: MakeProvider) -> None:
-    double.default = Reply(text="The answer is 42.", usage=(5, 6))
-    result = await make(double.base_url).complete(ask())
-    assert result.text == "The answer is 42."
-    assert result.finish_reason == "stop"
-    assert result.usage == Usage(input_tokens=5, output_tokens=6)
 
 
 async def test_max_tokens_cuts_the_answer_with_finish_reason_length(
@@ -171,17 +134,6 @@ async def test_unset_options_are_not_sent(double: OpenAIDouble, make: MakeProvid
     assert "max_completion_tokens" not in body
 
 
-async def test_registry_builds_this_adapter(double: OpenAIDouble) -> None:
-    config = ProviderConfig(name="oa", kind="openai", base_url=double.base_url, api_key=KEY)
-    provider = registry.create(config)
-    try:
-        assert isinstance(provider, OpenAIProvider)
-        assert registry.needs_key("openai") is True
-        assert (await provider.complete(ask("x"))).text == "echo: x"
-    finally:
-        await provider.aclose()
-
-
 async def test_a_provider_without_key_works_and_never_sends_the_environment_key(
     make: MakeProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -191,18 +143,6 @@ async def test_a_provider_without_key_works_and_never_sends_the_environment_key(
         assert result.text == "echo: local"
         sent = local.calls("/chat/completions")[0].headers.get("Authorization", "")
         assert "sk-from-the-environment" not in sent
-
-
-async def test_an_abandoned_stream_leaves_the_provider_usable(
-    double: OpenAIDouble, make: MakeProvider
-) -> None:
-    provider = make(double.base_url)
-    double.default = Reply(text="a b c d e f g h", chunk_delay=0.01)
-    stream = provider.stream(ask())
-    first = await anext(stream)
-    assert first.text == "a"
-    await stream.aclose()  # what /stop does
-    assert (await provider.complete(ask())).text == "a b c d e f g h"
 
 
 # -- list_models --------------------------------------------------------------
@@ -216,31 +156,7 @@ async def test_list_models(double: OpenAIDouble, make: MakeProvider) -> None:
     assert call.headers["Authorization"] == f"Bearer {KEY}"
 
 
-async def test_list_models_with_a_wrong_key(double: OpenAIDouble, make: MakeProvider) -> None:
-    with pytest.raises(AuthenticationError):
-        await make(double.base_url, api_key="wrong").list_models()
-
-
 # -- errors that are not retried ------------------------------------------------
-
-
-async def test_wrong_key_is_an_authentication_error(
-    double: OpenAIDouble, make: MakeProvider
-) -> None:
-    secret = "sk-wrong-but-secret"
-    with pytest.raises(AuthenticationError) as caught:
-        await collect(make(double.base_url, api_key=secret), ask())
-    assert caught.value.status == 401
-    assert secret not in str(caught.value)
-    assert len(double.requests) == 1
-
-
-async def test_unknown_model_is_model_not_found(double: OpenAIDouble, make: MakeProvider) -> None:
-    double.known_models = {"gpt-5-mini"}
-    with pytest.raises(ModelNotFoundError) as caught:
-        await collect(make(double.base_url), ask(model="gpt-9"))
-    assert "gpt-9" in str(caught.value)
-    assert len(double.requests) == 1
 
 
 async def test_context_too_long(double: OpenAIDouble, make: MakeProvider) -> None:
@@ -270,112 +186,7 @@ async def test_other_bad_request(double: OpenAIDouble, make: MakeProvider) -> No
     assert "temperature" in str(caught.value)
 
 
-# -- retries before the first chunk ---------------------------------------------
-
-
-async def test_429_waits_retry_after_then_succeeds(
-    double: OpenAIDouble, make: MakeProvider
-) -> None:
-    double.queue.append(Reply(status=429, retry_after=0.3, error="Rate limit reached"))
-    result = await make(double.base_url).complete(ask("again"))
-    assert result.text == "echo: again"
-    first, second = double.calls("/chat/completions")
-    # the event loop may wake a timer up to its clock resolution early
-    assert second.time - first.time >= 0.3 - 0.005
-
-
-async def test_429_with_a_long_retry_after_is_not_retried(
-    double: OpenAIDouble, make: MakeProvider
-) -> None:
-    double.default = Reply(status=429, retry_after=30)
-    started = time.monotonic()
-    with pytest.raises(RateLimitedError) as caught:
-        await collect(make(double.base_url, max_retry_wait=10.0), ask())
-    assert caught.value.retry_after == 30
-    assert len(double.requests) == 1
-    assert time.monotonic() - started < 5
-
-
-async def test_429_without_retry_after_backs_off_and_gives_up(
-    double: OpenAIDouble, make: MakeProvider
-) -> None:
-    double.default = Reply(status=429)
-    with pytest.raises(RateLimitedError) as caught:
-        await collect(make(double.base_url, max_retries=2), ask())
-    assert caught.value.retry_after is None
-    assert len(double.requests) == 3
-
-
-@pytest.mark.parametrize("status", [500, 502, 503])
-async def test_server_errors_are_retried_then_unavailable(
-    double: OpenAIDouble, make: MakeProvider, status: int
-) -> None:
-    double.default = Reply(status=status)
-    with pytest.raises(UnavailableError) as caught:
-        await collect(make(double.base_url, max_retries=2), ask())
-    assert caught.value.status == status
-    assert len(double.calls("/chat/completions")) == 3
-
-
-async def test_a_server_error_then_success(double: OpenAIDouble, make: MakeProvider) -> None:
-    double.queue.extend([Reply(status=503), Reply(status=500)])
-    result = await make(double.base_url, max_retries=2).complete(ask("ok"))
-    assert result.text == "echo: ok"
-    assert len(double.requests) == 3
-
-
-async def test_connection_refused_is_unavailable(make: MakeProvider) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    provider = make(f"http://127.0.0.1:{port}/v1", max_retries=1)
-    with pytest.raises(UnavailableError):
-        await collect(provider, ask())
-    with pytest.raises(UnavailableError):
-        await provider.list_models()
-
-
-# -- timeouts, cuts, garbage ----------------------------------------------------
-
-
-async def test_a_hang_is_a_timeout(double: OpenAIDouble, make: MakeProvider) -> None:
-    double.default = Reply(hang=True)
-    started = time.monotonic()
-    with pytest.raises(ProviderTimeoutError):
-        await collect(make(double.base_url, timeout=0.3), ask())
-    assert time.monotonic() - started < 3
-    assert len(double.requests) == 1
-
-
-async def test_a_stall_mid_stream_is_a_timeout_after_the_text_so_far(
-    double: OpenAIDouble, make: MakeProvider
-) -> None:
-    double.default = Reply(chunks=["a", "b", "c"], chunk_delay=1.0)
-    chunks, error = await collect_until_error(make(double.base_url, timeout=0.3), ask())
-    assert isinstance(error, ProviderTimeoutError)
-    assert [c.text for c in chunks] == ["a"]
-    assert len(double.requests) == 1
-
-
-async def test_a_cut_stream_fails_after_its_text_and_is_not_retried(
-    double: OpenAIDouble, make: MakeProvider
-) -> None:
-    double.default = Reply(chunks=["one", " two", " three", " four"], cut_after=2)
-    chunks, error = await collect_until_error(make(double.base_url), ask())
-    assert isinstance(error, UnavailableError)
-    assert [c.text for c in chunks] == ["one", " two"]
-    assert len(double.requests) == 1
-
-
-async def test_an_error_event_mid_stream_is_not_retried(
-    double: OpenAIDouble, make: MakeProvider
-) -> None:
-    double.default = Reply(chunks=["one", " two", " three"], error_after=2, error="overloaded")
-    chunks, error = await collect_until_error(make(double.base_url), ask())
-    assert isinstance(error, UnavailableError)
-    assert "overloaded" in str(error)
-    assert [c.text for c in chunks] == ["one", " two"]
-    assert len(double.requests) == 1
+# -- error events and bodies that are not a stream ---------------------------------
 
 
 async def test_an_error_event_before_any_text_is_retried(
@@ -411,13 +222,6 @@ async def test_a_slow_first_token_within_the_timeout_is_fine(
     double.default = Reply(text="late but here", first_delay=0.2, chunk_delay=0.05)
     result = await make(double.base_url, timeout=0.5).complete(ask())
     assert result.text == "late but here"
-
-
-async def test_a_malformed_stream_is_unavailable(double: OpenAIDouble, make: MakeProvider) -> None:
-    double.default = Reply(malformed=True)
-    with pytest.raises(UnavailableError):
-        await collect(make(double.base_url, max_retries=1), ask())
-    assert len(double.requests) == 2  # retried once: nothing reached the user
 
 
 async def test_a_body_that_is_not_a_stream_is_unavailable(make: MakeProvider) -> None:
@@ -509,6 +313,21 @@ async def test_odd_events_after_text(
     assert words in str(error)
 
 
+async def test_reasoning_deltas_are_reasoning_not_text(make: MakeProvider) -> None:
+    """``reasoning_content`` (DeepSeek, vLLM) and ``reasoning`` (OpenRouter) deltas."""
+    writes = [
+        _event(_delta({"role": "assistant", "reasoning_content": "Let me see."})),
+        _event(_delta({"reasoning": " Two and two."})),
+        _event(_delta({"content": "4"})),
+        _event(_delta({}, "stop")),
+        _event("[DONE]"),
+    ]
+    async with await _scripted(writes) as server:
+        chunks = await collect(make(f"{server.url}/v1"), ask())
+    assert "".join(c.reasoning for c in chunks) == "Let me see. Two and two."
+    assert "".join(c.text for c in chunks) == "4"
+
+
 async def test_a_finished_stream_gives_its_connection_back(make: MakeProvider) -> None:
     """After [DONE] the rest of the body is read, so the next call reuses the connection."""
     ports: list[int] = []
@@ -528,74 +347,6 @@ async def test_a_finished_stream_gives_its_connection_back(make: MakeProvider) -
         for _ in range(3):
             assert (await provider.complete(ask())).text == "hi"
     assert len(ports) == 3 and len(set(ports)) == 1
-
-
-# -- nothing but ProviderError escapes ------------------------------------------
-
-
-def _cut(double: OpenAIDouble) -> None:
-    double.default = Reply(chunks=["a", "b", "c"], cut_after=1)
-
-
-def _stall(double: OpenAIDouble) -> None:
-    double.default = Reply(chunks=["a", "b"], chunk_delay=1.0)
-
-
-def _known(double: OpenAIDouble) -> None:
-    double.known_models = {"other"}
-
-
-def _context(double: OpenAIDouble) -> None:
-    double.context_limit = 1
-
-
-SCENARIOS: dict[str, Callable[[OpenAIDouble], None]] = {
-    "401": lambda d: setattr(d, "key", "another-key"),
-    "404": _known,
-    "400 context": _context,
-    "400": lambda d: setattr(d, "default", Reply(status=400)),
-    "422": lambda d: setattr(d, "default", Reply(status=422)),
-    "429": lambda d: setattr(d, "default", Reply(status=429, retry_after=60)),
-    "500": lambda d: setattr(d, "default", Reply(status=500)),
-    "503": lambda d: setattr(d, "default", Reply(status=503)),
-    "hang": lambda d: setattr(d, "default", Reply(hang=True)),
-    "stall": _stall,
-    "cut": _cut,
-    "cut at once": lambda d: setattr(d, "default", Reply(cut_after=0)),
-    "error event": lambda d: setattr(d, "default", Reply(error_after=1)),
-    "malformed": lambda d: setattr(d, "default", Reply(malformed=True)),
-}
-
-
-@pytest.mark.parametrize("scenario", list(SCENARIOS))
-async def test_every_failure_is_a_provider_error(
-    double: OpenAIDouble, make: MakeProvider, scenario: str
-) -> None:
-    SCENARIOS[scenario](double)
-    provider = make(double.base_url, timeout=0.3, max_retries=1)
-    _, error = await collect_until_error(provider, ask())
-    assert isinstance(error, ProviderError), repr(error)
-    assert type(error).__module__ == "providers.errors"
-    assert KEY not in str(error)
-
-
-@pytest.mark.parametrize(
-    "run",
-    [
-        lambda p: p.list_models(),
-        lambda p: p.complete(ask()),
-    ],
-    ids=["list_models", "complete"],
-)
-async def test_no_sdk_exception_escapes_from_a_dead_server(
-    make: MakeProvider, run: Callable[[OpenAIProvider], Awaitable[Any]]
-) -> None:
-    async with OpenAIDouble(key=KEY) as gone:
-        url = gone.base_url
-    provider = make(url, max_retries=0)
-    with pytest.raises(ProviderError) as caught:
-        await run(provider)
-    assert type(caught.value).__module__ == "providers.errors"
 
 
 # -- the double's non-streaming path (for the bot's tests that may use it) -------
