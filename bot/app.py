@@ -13,7 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiogram import Bot, Dispatcher
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
 from aiogram.types import BotCommand, BotCommandScopeDefault, TelegramObject
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -278,6 +280,11 @@ async def run(settings: Settings, environ: dict[str, str]) -> int:
         settings.webhook_url or settings.telegram_api_url,
     )
     try:
+        if (problem := await telegram_problem(app.bot, settings.telegram_api_url)) is not None:
+            print(
+                f"{problem} Run `python -m bot check` to check the whole set-up.", file=sys.stderr
+            )
+            return 1
         if settings.webhook_url:
             await app.run_webhook()
         else:
@@ -285,3 +292,18 @@ async def run(settings: Settings, environ: dict[str, str]) -> int:
     finally:
         await asyncio.shield(app.close())
     return 0
+
+
+async def telegram_problem(bot: Bot, url: str) -> str | None:
+    """One sentence on why the bot can't start talking to Telegram (getMe, which polling
+    and the webhook need first anyway); None when it can."""
+    try:
+        await bot.me()
+    except TelegramUnauthorizedError:
+        return "Telegram refused the bot token (BOT_TOKEN): check it with @BotFather."
+    except (TelegramNetworkError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+        reason = type(exc).__name__
+        return f"The Telegram Bot API at {url} could not be reached ({reason})."
+    except TelegramAPIError as exc:
+        return f"Telegram refused to start the bot: {exc.message}."
+    return None
