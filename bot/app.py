@@ -40,7 +40,6 @@ from bot.services.pool import ProviderPool
 from bot.settings import Settings, environ_with_dotenv
 from bot.telegram import make_bot
 from bot.texts import EN, LANGUAGES
-from bot.webhook import run_webhook
 
 log = logging.getLogger(__name__)
 
@@ -159,16 +158,21 @@ class App:
         """Start-up shared by both modes: the command menus, and the control channel
         (Stop and reload from other replicas)."""
         self.generations.start_listening()
-        for code, texts in LANGUAGES.items():
-            commands = [BotCommand(command=c, description=d) for c, d in texts.commands.items()]
-            language = None if texts is EN else code
-            await self.bot.set_my_commands(
-                commands, scope=BotCommandScopeDefault(), language_code=language
+        await asyncio.gather(
+            *(
+                self.bot.set_my_commands(
+                    [BotCommand(command=c, description=d) for c, d in texts.commands.items()],
+                    scope=BotCommandScopeDefault(),
+                    language_code=None if texts is EN else code,
+                )
+                for code, texts in LANGUAGES.items()
             )
+        )
 
     async def run_polling(self, handle_signals: bool = True) -> None:
-        await self.bot.delete_webhook(drop_pending_updates=False)
-        await self.set_commands()
+        await asyncio.gather(
+            self.bot.delete_webhook(drop_pending_updates=False), self.set_commands()
+        )
         metrics = None
         if self.settings.metrics_port is not None:
             metrics = await serve_metrics(
@@ -190,7 +194,10 @@ class App:
                 await metrics.cleanup()
 
     async def run_webhook(self, handle_signals: bool = True) -> None:
-        """Webhook mode (``WEBHOOK_URL`` set): serve until SIGTERM/SIGINT; see bot/webhook.py."""
+        """Webhook mode (``WEBHOOK_URL`` set): serve until SIGTERM/SIGINT; see bot/webhook.py
+        (imported here: polling needs no web server, nor the time to import one)."""
+        from bot.webhook import run_webhook
+
         await run_webhook(self, handle_signals=handle_signals)
 
     async def close(self) -> None:

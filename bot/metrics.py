@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import TelegramRetryAfter
 from aiogram.methods import Response, TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -26,6 +25,9 @@ from redis.exceptions import RedisError
 
 from bot.catalog import ModelSpec
 from bot.services.outcome import Outcome
+
+if TYPE_CHECKING:  # aiohttp.web is imported when a server starts (polling needs none)
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,8 @@ class Metrics:
         return generate_latest(self.registry)
 
     async def handle(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         response = web.Response(body=self.render())
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return response
@@ -134,6 +138,8 @@ HEALTH_TIMEOUT_SECONDS = 3.0
 
 async def health(redis: Redis) -> web.Response:
     """200 ``ok`` when Redis answers PING, 503 otherwise."""
+    from aiohttp import web
+
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
             await redis.ping()
@@ -155,6 +161,8 @@ def add_routes(web_app: web.Application, metrics: Metrics, redis: Redis) -> None
 
 async def serve(metrics: Metrics, redis: Redis, host: str, port: int) -> web.AppRunner:
     """Polling mode: ``/metrics`` and ``/healthz`` on their own port."""
+    from aiohttp import web
+
     web_app = web.Application()
     add_routes(web_app, metrics, redis)
     runner = web.AppRunner(web_app, access_log=None)
