@@ -70,6 +70,10 @@ class ModelSpec(_Strict):
     # "transcription": turns voice messages into text.
     type: ModelType = "chat"
     vision: StrictBool = False  # a chat model that accepts images (photos sent to it)
+    # Image models: "images" (default), the openai kind's images API; "chat": chat
+    # completions with image output, as gateways (OpenRouter) serve image models.
+    image_api: Literal["images", "chat"] = "images"
+    edits: StrictBool = False  # an image model that edits a photo sent with /image
 
 
 @dataclass(frozen=True)
@@ -82,13 +86,24 @@ class Catalog:
     all_models: dict[str, ModelSpec]
     hidden: dict[str, str] = field(default_factory=dict)  # model id -> missing variable
     keys: dict[str, str] = field(default_factory=dict, repr=False)  # provider -> API key
+    # Providers that did not answer the probe at start (ProviderPool): their models are
+    # hidden until a later probe reaches them. Changed in place, by the pool only.
+    unreachable: set[str] = field(default_factory=set)
+
+    def is_hidden(self, model_id: str) -> bool:
+        """Whether a model is out of use: its key is unset, or its provider unreachable."""
+        if model_id in self.hidden:
+            return True
+        model = self.all_models.get(model_id)
+        return model is None or model.provider in self.unreachable
 
     def visible(self, model_type: ModelType) -> dict[str, ModelSpec]:
-        """The usable models of one type (their provider has its key), in catalog order."""
+        """The usable models of one type (their provider has its key and answers), in
+        catalog order."""
         return {
             k: m
             for k, m in self.all_models.items()
-            if m.type == model_type and k not in self.hidden
+            if m.type == model_type and not self.is_hidden(k)
         }
 
     @property
@@ -114,7 +129,12 @@ class Catalog:
     @property
     def usable(self) -> dict[str, ModelSpec]:
         """Every usable model, of any type: what counts against limits, shown in /limits."""
-        return {k: m for k, m in self.all_models.items() if k not in self.hidden}
+        return {k: m for k, m in self.all_models.items() if not self.is_hidden(k)}
+
+    @property
+    def editing_models(self) -> dict[str, ModelSpec]:
+        """The usable image models that edit photos (``edits = true``)."""
+        return {k: m for k, m in self.image_models.items() if m.edits}
 
     def get(self, model_id: str) -> ModelSpec | None:
         """A usable chat model."""
@@ -126,10 +146,12 @@ class Catalog:
 
     @property
     def default_model(self) -> str:
-        """The model a new user starts on: the catalog's, or the first usable one."""
-        if self.defaults.model not in self.hidden:
+        """The model a new user starts on: the catalog's, or else the cheapest usable
+        chat model (the first of those in catalog order)."""
+        models = self.models
+        if self.defaults.model in models:
             return self.defaults.model
-        return next(iter(self.models))
+        return min(models, key=lambda k: models[k].cost)
 
     @property
     def default_image(self) -> str | None:
@@ -157,20 +179,60 @@ class Catalog:
 
     @property
     def default_compare(self) -> list[str]:
-        """The catalog's compare set without hidden models, topped up from the usable
-        models when fewer than two are left (an operator with one provider key)."""
-        chosen = [m for m in self.defaults.compare if m not in self.hidden]
-        for model_id in self.models:
-            if len(chosen) >= MIN_COMPARE:
+        """The catalog's compare set without hidden models, topped up to its size (at
+        least two) with the cheapest usable chat models, in catalog order: past two, only
+        with models no dearer than the catalog's own choices (an operator with one
+        provider key still compares several models, none of them dear)."""
+        models = self.models
+        chosen = [m for m in self.defaults.compare if m in models]
+        size = max(MIN_COMPARE, len(self.defaults.compare))
+        named = [self.all_models[m].cost for m in self.defaults.compare if m in self.all_models]
+        cap = max(named, default=1)
+        order = {k: i for i, k in enumerate(models)}
+        for model_id in sorted(models, key=lambda k: (models[k].cost, order[k])):
+            if len(chosen) >= size:
                 break
-            if model_id not in chosen:
+            if model_id not in chosen and (
+                len(chosen) < MIN_COMPARE or models[model_id].cost <= cap
+            ):
                 chosen.append(model_id)
         return chosen
 
     def used_providers(self) -> list[str]:
-        """Providers that serve at least one visible model (of any type), in catalog order."""
-        used = {m.provider for m in self.usable.values()}
+        """Providers with a key (or needing none) that serve a model, in catalog order;
+        one whose probe failed is still used (its models come back when it answers)."""
+        used = {m.provider for k, m in self.all_models.items() if k not in self.hidden}
         return [name for name in self.providers if name in used]
+
+    def fallbacks(self) -> list[str]:
+        """What the defaults became because of hidden models, one sentence each (logged
+        at start and shown by ``check``): nothing is replaced silently."""
+        said: list[str] = []
+        if self.default_model != self.defaults.model:
+            said.append(
+                f"default model {self.defaults.model!r} is {self._why(self.defaults.model)}: "
+                f"new users start on {self.default_model!r}"
+            )
+        compare = self.default_compare
+        if compare != list(self.defaults.compare) and self.defaults.compare:
+            gone = [m for m in self.defaults.compare if m not in compare]
+            said.append(
+                f"compare models {', '.join(map(repr, gone))} are hidden: the default "
+                f"compare set is {', '.join(map(repr, compare))}"
+            )
+        image = self.defaults.image
+        if image is not None and image != self.default_image:
+            instead = self.default_image
+            said.append(
+                f"image model {image!r} is {self._why(image)}: "
+                + (f"/image draws with {instead!r}" if instead else "no image model is usable")
+            )
+        return said
+
+    def _why(self, model_id: str) -> str:
+        if model_id in self.hidden:
+            return f"hidden ({self.hidden[model_id]} is not set)"
+        return "hidden (its provider did not answer)"
 
     def provider_config(self, name: str) -> ProviderConfig:
         spec = self.providers[name]
@@ -203,6 +265,9 @@ class _Validator:
         self.lines = text.splitlines()
         self.data = data
         self.problems: list[str] = []
+        # Model ids written in the file whose entry was refused: their own problem is
+        # reported, so nothing that names them complains again (no cascade).
+        self.refused_ids: set[str] = set()
 
     def problem(self, where: str, what: str, line: int | None = None) -> None:
         at = f"{self.path}:{line}" if line else str(self.path)
@@ -249,7 +314,7 @@ class _Validator:
             self.check_defaults(defaults, models)
         if not models and not self.problems:
             self.problem("[[models]]", "the catalog has no models")
-        elif models and not any(m.type == "chat" for m in models.values()):
+        elif models and not self.refused_ids and not any(m.type == "chat" for m in models.values()):
             self.problem("[[models]]", 'the catalog has no chat models (type = "chat")')
         if self.problems:
             raise CatalogError("the model catalog is not valid:\n  " + "\n  ".join(self.problems))
@@ -293,6 +358,8 @@ class _Validator:
             where = f"[[models]] #{index + 1}" + (f" (id {label!r})" if label else "")
             spec = self.parse(ModelSpec, entry, where, line)
             if spec is None:
+                if isinstance(label, str):
+                    self.refused_ids.add(label)
                 continue
             if not MODEL_ID.match(spec.id):
                 self.problem(
@@ -308,16 +375,33 @@ class _Validator:
                 self.problem(
                     where, f"provider {spec.provider!r} is not defined (providers: {known})", line
                 )
+                self.refused_ids.add(spec.id)
             else:  # kept even if its provider is invalid: that is reported already
                 result[spec.id] = spec
-            if spec.type != "chat":
-                kind = _TYPE_NAMES[spec.type]
-                for name, value in (("vision", spec.vision), ("context", spec.context)):
-                    if value:
-                        self.problem(
-                            where, f"{name} applies to chat models only (this is {kind})", line
-                        )
+            self.check_fields(spec, providers, where, line)
         return result
+
+    def check_fields(
+        self, spec: ModelSpec, providers: dict[str, ProviderSpec], where: str, line: int | None
+    ) -> None:
+        """Fields that apply to some types or kinds only."""
+        this = f"(this is {_TYPE_NAMES[spec.type]})"
+        if spec.type != "chat":
+            for name, value in (("vision", spec.vision), ("context", spec.context)):
+                if value:
+                    self.problem(where, f"{name} applies to chat models only {this}", line)
+        if spec.type != "image":
+            for name, value in (("edits", spec.edits), ("image_api", spec.image_api != "images")):
+                if value:
+                    self.problem(where, f"{name} applies to image models only {this}", line)
+        provider = providers.get(spec.provider)
+        if spec.image_api == "chat" and provider is not None and provider.kind != "openai":
+            self.problem(
+                where,
+                f'image_api = "chat" needs an openai-kind provider ({spec.provider!r} is '
+                f"{provider.kind})",
+                line,
+            )
 
     def check_defaults(self, defaults: Defaults, models: dict[str, ModelSpec]) -> None:
         line = self.header_line(r"^\[defaults\]")
@@ -329,8 +413,8 @@ class _Validator:
             ("merge", defaults.merge, "chat"),
         ]
         for what, model_id, model_type in wanted:
-            if model_id is None or not models:
-                continue
+            if model_id is None or not models or model_id in self.refused_ids:
+                continue  # a refused entry's own problem is reported already
             if model_id not in models:
                 self.problem("[defaults]", f"{what} {model_id!r} is not in the catalog", line)
             elif models[model_id].type != model_type:
@@ -373,4 +457,7 @@ def _resolve(
     if all(mid in hidden for mid in chat):
         variables = ", ".join(sorted({hidden[mid] for mid in chat}))
         raise CatalogError(f"{path}: no model is usable: set at least one of {variables}")
-    return Catalog(path, defaults, providers, models, hidden, keys)
+    catalog = Catalog(path, defaults, providers, models, hidden, keys)
+    for line in catalog.fallbacks():
+        log.warning("%s", line)
+    return catalog

@@ -45,12 +45,17 @@ async def run_check(
             f"{catalog.default_model!r}",
         )
     ]
+    rows += [Row("defaults", None, line) for line in catalog.fallbacks()]
     rows += [
         Row(f"model {m}", None, f"hidden: {var} is not set") for m, var in catalog.hidden.items()
     ]
-    checks = [_check_redis(settings), _check_telegram(settings)]
-    checks += [_check_provider(catalog, name) for name in catalog.used_providers()]
-    rows += await asyncio.gather(*checks)
+    names = catalog.used_providers()
+    services = asyncio.gather(_check_redis(settings), _check_telegram(settings))
+    providers = asyncio.gather(*(_check_provider(catalog, name) for name in names))
+    rows += await services
+    provided = dict(zip(names, await providers, strict=True))
+    rows += [row for row, _ in provided.values()]
+    rows += [_image_row(catalog, model_id, provided) for model_id in _image_ids(catalog)]
     width = max(len(r.what) for r in rows)
     for row in rows:
         status = {True: "ok", False: "FAIL", None: "-"}[row.ok]
@@ -85,21 +90,52 @@ async def _check_telegram(settings: Settings) -> Row:
         await bot.session.close()
 
 
-async def _check_provider(catalog: Catalog, name: str) -> Row:
+async def _check_provider(catalog: Catalog, name: str) -> tuple[Row, set[str] | None]:
+    """The provider's row, and the model names it lists (None: it failed)."""
     config = catalog.provider_config(name)
     provider = registry.create(config)
     what = f"provider {name}"
     try:
         available = set(await asyncio.wait_for(provider.list_models(), config.timeout))
     except ProviderError as exc:
-        return Row(what, False, f"{type(exc).__name__}: {exc}")
+        return Row(what, False, f"{config.kind}: {type(exc).__name__}: {exc}"), None
     except TimeoutError:
-        return Row(what, False, f"no answer within {config.timeout:g}s")
+        return Row(what, False, f"{config.kind}: no answer within {config.timeout:g}s"), None
     finally:
         await provider.aclose()
     names = sorted({m.name for m in catalog.usable.values() if m.provider == name})
-    missing = [n for n in names if n not in available]
+    missing = [n for n in names if _bare(n) not in available]
     detail = f"{config.kind} at {config.base_url}: reachable, {len(available)} models listed"
     if missing and available:
         detail += f"; not listed (check the names): {', '.join(missing)}"
+    return Row(what, True, detail), available
+
+
+def _image_ids(catalog: Catalog) -> list[str]:
+    return [k for k, m in catalog.all_models.items() if m.type == "image"]
+
+
+def _image_row(
+    catalog: Catalog, model_id: str, provided: dict[str, tuple[Row, set[str] | None]]
+) -> Row:
+    """One image model: where it draws, whether it edits, and whether it is usable."""
+    model = catalog.all_models[model_id]
+    what = f"image {model_id}"
+    kind = catalog.providers[model.provider].kind
+    api = " (chat completions)" if model.image_api == "chat" else ""
+    edits = "draws and edits photos" if model.edits else "draws (no edits)"
+    default = ", the default for /image" if model_id == catalog.default_image else ""
+    detail = f"{model.title}: {model.name} on {model.provider} ({kind}{api}), {edits}{default}"
+    if model_id in catalog.hidden:
+        return Row(what, None, f"{detail}; hidden: {catalog.hidden[model_id]} is not set")
+    _, available = provided.get(model.provider, (None, None))
+    if available is None:
+        return Row(what, None, f"{detail}; its provider failed the check")
+    if available and _bare(model.name) not in available:
+        return Row(what, None, f"{detail}; not listed by the provider (check the name)")
     return Row(what, True, detail)
+
+
+def _bare(name: str) -> str:
+    """A model name as listings give it (Gemini's catalog names may carry models/)."""
+    return name.removeprefix("models/")

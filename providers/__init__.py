@@ -20,6 +20,7 @@ from providers.errors import (
     ProviderTimeoutError,
     RateLimitedError,
     UnavailableError,
+    UnreachableError,
     UnsupportedError,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "ProviderTimeoutError",
     "RateLimitedError",
     "UnavailableError",
+    "UnreachableError",
     "UnsupportedError",
     "Usage",
 ]

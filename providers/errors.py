@@ -65,6 +65,10 @@ class UnavailableError(ProviderError):
     retryable = True
 
 
+class UnreachableError(UnavailableError):
+    """No connection could be made to the provider at all (refused, no route, DNS)."""
+
+
 class UnsupportedError(ProviderError):
     """The adapter or model lacks the capability the request needs."""
 

@@ -13,6 +13,7 @@ from providers.errors import (
     ProviderError,
     ProviderTimeoutError,
     UnavailableError,
+    UnreachableError,
     error_for_status,
     parse_retry_after,
 )
@@ -51,8 +52,12 @@ class HttpProvider(Provider):
         )
 
     def _transport_error(self, exc: httpx.HTTPError) -> ProviderError:
+        if isinstance(exc, httpx.ConnectTimeout):
+            return UnreachableError(f"{self.name}: no connection within the timeout")
         if isinstance(exc, httpx.TimeoutException):
             return ProviderTimeoutError(f"{self.name}: timed out ({type(exc).__name__})")
+        if isinstance(exc, httpx.ConnectError):
+            return UnreachableError(f"{self.name}: cannot connect: {exc}")
         return UnavailableError(f"{self.name}: {type(exc).__name__}: {exc}")
 
     async def _events(

@@ -30,6 +30,7 @@ from providers.errors import (
     ProviderError,
     ProviderTimeoutError,
     UnavailableError,
+    UnreachableError,
     error_for_status,
     parse_retry_after,
     short,
@@ -320,6 +321,8 @@ class OpenAIProvider(Provider):
         if isinstance(exc, openai.APIConnectionError):
             cause = exc.__cause__
             detail = f" ({type(cause).__name__})" if cause is not None else ""
+            if isinstance(cause, httpx2.ConnectError | httpx2.ConnectTimeout):
+                return UnreachableError(f"{self.name}: cannot connect{detail}")
             return UnavailableError(f"{self.name}: connection failed{detail}")
         if isinstance(exc, openai.APIResponseValidationError):
             return UnavailableError(f"{self.name}: malformed response from the API")

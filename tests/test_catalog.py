@@ -82,11 +82,13 @@ def test_model_without_key_is_hidden_with_one_warning(
     assert list(catalog.models) == ["big"]
     assert catalog.hidden == {"small": "OPENAI_API_KEY"}
     assert catalog.get("small") is None
-    # The default falls back to the first usable model; compare drops hidden ones.
+    # The default falls back to the cheapest usable model; compare drops hidden ones.
     assert catalog.default_model == "big"
     assert catalog.default_compare == ["big"]  # the only usable model
     warnings = [r.getMessage() for r in caplog.records if "OPENAI_API_KEY" in r.getMessage()]
-    assert len(warnings) == 1
+    assert warnings[0] == "OPENAI_API_KEY is not set: 1 model(s) hidden"
+    # and the fallback is said, not silent
+    assert any("new users start on 'big'" in w for w in warnings)
     assert catalog.used_providers() == ["local"]
 
 
@@ -172,17 +174,130 @@ def test_no_usable_model_names_the_variables(tmp_path: Path) -> None:
     assert "OPENAI_API_KEY" in message
 
 
-def test_shipped_catalog_is_valid_and_works_with_one_key() -> None:
-    catalog = load_catalog(DEFAULT_MODELS_FILE, {"MISTRAL_API_KEY": "k"})
+SHIPPED_KEYS = ["OPENAI_API_KEY", "GEMINI_API_KEY", "XAI_API_KEY", "MISTRAL_API_KEY"]
+
+
+@pytest.mark.parametrize(
+    ("key", "starts_on", "compare"),
+    [
+        ("OPENAI_API_KEY", "gpt-5-mini", ["gpt-5-mini", "gpt-5-nano", "gpt-4.1-mini"]),
+        (
+            "GEMINI_API_KEY",
+            "gemini-3-flash",
+            ["gemini-3-flash", "gemini-2.5-flash", "gemini-2.5-flash-lite"],
+        ),
+        ("XAI_API_KEY", "grok-4.1-fast", ["grok-4.1-fast", "grok-4-fast", "llama3.2-local"]),
+        ("MISTRAL_API_KEY", "mistral-small", ["mistral-small", "codestral", "llama3.2-local"]),
+        ("LLAMA_API_KEY", "llama-4-scout", ["llama-4-scout", "llama-3.3-70b", "llama3.2-local"]),
+    ],
+)
+def test_the_shipped_catalog_makes_a_sensible_bot_with_any_one_key(
+    key: str, starts_on: str, compare: list[str]
+) -> None:
+    catalog = load_catalog(DEFAULT_MODELS_FILE, {key: "k"})
+    assert catalog.default_model == starts_on
+    assert catalog.default_compare == compare
+    catalog.unreachable.add("local")  # no Ollama answered the probe at start
+    assert catalog.default_compare == [m for m in compare if m != "llama3.2-local"]
+    catalog.unreachable.clear()
+    assert all(catalog.models[m].cost == 1 for m in compare)  # nothing dear by default
+    assert catalog.fallbacks() or key == "OPENAI_API_KEY"  # each fallback is said
+
+
+def test_the_shipped_catalog_with_every_key() -> None:
+    catalog = load_catalog(DEFAULT_MODELS_FILE, {k: "k" for k in [*SHIPPED_KEYS, "LLAMA_API_KEY"]})
     kinds = {catalog.providers[m.provider].kind for m in catalog.all_models.values()}
-    assert kinds == {"openai", "mistral", "llama", "ollama"}
-    assert "mistral-small" in catalog.models
-    assert catalog.default_compare == ["mistral-small", "mistral-large"]  # topped up to 2
-    assert "gpt-5-mini" not in catalog.models
-    assert catalog.default_model in catalog.models
+    assert kinds == {"openai", "gemini", "mistral", "llama", "ollama"}
+    assert catalog.default_model == "gpt-5-mini"
+    assert catalog.default_compare == ["gpt-5-mini", "gemini-3-flash", "grok-4.1-fast"]
+    assert catalog.fallbacks() == []
     names = {m.name for m in catalog.all_models.values()}
-    assert {"gpt-5-mini", "mistral-large-latest", "codestral-latest", "llama3.2"} <= names
-    assert any(n.startswith("Llama-4-Maverick") for n in names)
+    expected = {
+        "gpt-5-mini",
+        "gpt-5-nano",
+        "gpt-4.1-mini",
+        "gpt-4.1-nano",
+        "gemini-3-flash-preview",
+        "gemini-2.5-flash",
+        "gemini-2.5-flash-lite",
+        "grok-4-1-fast-non-reasoning",
+        "grok-4-fast-non-reasoning",
+        "Llama-4-Maverick-17B-128E-Instruct-FP8",
+        "Llama-4-Scout-17B-16E-Instruct-FP8",
+        "mistral-large-latest",
+        "mistral-small-latest",
+        "gpt-image-1",
+        "gemini-2.5-flash-image",
+        "gemini-3-pro-image-preview",
+    }
+    assert expected <= names
+    dear = {k: m.cost for k, m in catalog.models.items() if m.cost > 1}
+    assert dear == {"gpt-5": 5, "mistral-large": 3, "llama-4-maverick": 2}
+    assert set(catalog.editing_models) == {
+        "gemini-2.5-flash-image",
+        "gpt-image-1",
+        "gemini-3-pro-image",
+    }
+
+
+def test_the_shipped_catalog_cites_a_source_for_every_model() -> None:
+    lines = DEFAULT_MODELS_FILE.read_text().splitlines()
+    for number, line in enumerate(lines):
+        if line.strip() == "[[models]]" and not lines[number - 1].lstrip().startswith("# "):
+            raise AssertionError(f"line {number + 1}: no source above this model")
+        if line.strip() == "[[models]]":
+            above = "\n".join(lines[max(0, number - 4) : number])
+            assert "https://" in above, f"line {number + 1}: no source URL"
+
+
+def test_env_example_names_every_key_the_catalog_uses() -> None:
+    example = (DEFAULT_MODELS_FILE.parents[1] / ".env.example").read_text()
+    variables = {
+        p.api_key_env
+        for p in load_catalog(DEFAULT_MODELS_FILE, {"OPENAI_API_KEY": "k"}).providers.values()
+        if p.api_key_env
+    }
+    assert variables == {*SHIPPED_KEYS, "LLAMA_API_KEY"}
+    for variable in variables:
+        assert f"\n{variable}=" in example, variable
+
+
+def test_an_unreachable_provider_hides_its_models_until_it_answers(tmp_path: Path) -> None:
+    catalog = load_catalog(write(tmp_path, GOOD), KEYS)
+    catalog.unreachable.add("local")
+    assert list(catalog.models) == ["small"] and catalog.get("big") is None
+    assert catalog.default_compare == ["small"]
+    assert catalog.used_providers() == ["openai", "local"]  # still probed, still pooled
+    catalog.unreachable.discard("local")
+    assert list(catalog.models) == ["small", "big"]
+
+
+def test_errors_do_not_cascade_from_a_refused_entry(tmp_path: Path) -> None:
+    """A duplicate id and a broken entry are reported as such; nothing that names the
+    broken entry complains that it is missing."""
+    text = (
+        GOOD.replace('compare = ["small", "big"]', 'compare = ["small", "big", "broken"]').replace(
+            'model = "small"', 'model = "broken"'
+        )
+        + '\n[[models]]\nid = "small"\ntitle = "Again"\nprovider = "openai"\nname = "x"\n'
+        + '\n[[models]]\nid = "broken"\ntitle = "Broken"\nprovider = "openai"\ncost = -1\n'
+    )
+    message = refused(tmp_path, text)
+    assert "duplicate model id 'small'" in message
+    assert "(id 'broken')" in message and "name is required" in message
+    assert "cost: Input should be greater than or equal to 0" in message
+    assert "not in the catalog" not in message
+    assert "no chat models" not in message
+    assert message.count("\n") == 3, message
+
+
+def test_a_default_naming_a_model_with_a_missing_provider_does_not_cascade(
+    tmp_path: Path,
+) -> None:
+    message = refused(tmp_path, GOOD.replace('provider = "local"', 'provider = "nowhere"'))
+    assert "provider 'nowhere' is not defined" in message
+    assert "not in the catalog" not in message
+    assert message.count("\n") == 1
 
 
 # --- image, transcription and vision models ---------------------------------------------
@@ -258,6 +373,14 @@ def test_providers_of_media_models_are_used(tmp_path: Path) -> None:
         ('type = "image"', 'type = "image"\nvision = true', "vision applies to chat models only"),
         ('type = "image"', 'type = "image"\ncontext = 1000', "context applies to chat models"),
         ('name = "gpt-image-1"', 'name = "gpt-image-1"\nvision = "yes"', "vision: Input should"),
+        ('type = "image"', 'type = "image"\nimage_api = "fax"', "image_api: Input should be"),
+        ('type = "image"', 'type = "image"\nedits = "yes"', "edits: Input should be a valid"),
+        ('type = "image"', 'type = "transcription"\nedits = true', "edits applies to image"),
+        (
+            'type = "image"',
+            'type = "transcription"\nimage_api = "chat"',
+            "image_api applies to image models only",
+        ),
     ],
 )
 def test_bad_media_fields_name_the_entry(tmp_path: Path, old: str, new: str, expected: str) -> None:
@@ -288,6 +411,22 @@ def test_defaults_must_name_models_of_the_right_type(
     assert "[defaults]" in message and expected in message
 
 
+def test_image_api_chat_needs_an_openai_provider(tmp_path: Path) -> None:
+    text = GOOD + MEDIA.replace('provider = "openai"', 'provider = "local"', 1).replace(
+        'type = "image"', 'type = "image"\nimage_api = "chat"\nedits = true'
+    )
+    message = refused(tmp_path, text)
+    assert "image_api = \"chat\" needs an openai-kind provider ('local' is ollama)" in message
+    ok = load_catalog(
+        write(
+            tmp_path, GOOD + MEDIA.replace('type = "image"', 'type = "image"\nimage_api = "chat"')
+        ),
+        KEYS,
+    )
+    assert ok.image_models["painter"].image_api == "chat"
+    assert ok.editing_models == {}
+
+
 def test_compare_takes_chat_models_only(tmp_path: Path) -> None:
     message = refused(tmp_path, GOOD.replace('["small", "big"]', '["small", "painter"]') + MEDIA)
     assert "compare model 'painter' is an image model, not a chat model" in message
@@ -310,8 +449,11 @@ def test_no_usable_chat_model_is_refused_even_with_media_models(tmp_path: Path) 
 
 def test_shipped_catalog_has_media_models() -> None:
     catalog = load_catalog(DEFAULT_MODELS_FILE, {"OPENAI_API_KEY": "k", "LLAMA_API_KEY": "k"})
-    assert catalog.default_image == "gpt-image-1"
+    assert catalog.default_image == "gpt-image-1"  # the catalog's (Gemini's) is hidden
     assert catalog.image_models["gpt-image-1"].provider == "openai"
+    gemini = load_catalog(DEFAULT_MODELS_FILE, {"GEMINI_API_KEY": "k"})
+    assert gemini.default_image == "gemini-2.5-flash-image"
+    assert list(gemini.image_models) == ["gemini-2.5-flash-image", "gemini-3-pro-image"]
     assert catalog.transcription_model is not None
     assert catalog.transcription_model.name == "gpt-4o-mini-transcribe"
     vision = set(catalog.vision_models)

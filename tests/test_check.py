@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bot.check import run_check
 from bot.settings import Settings
+from tests.doubles.gemini_api import GeminiDouble
 from tests.doubles.llama_api import LlamaDouble
 from tests.doubles.mistral_api import MistralDouble
 from tests.doubles.ollama_api import OllamaDouble
@@ -17,14 +18,57 @@ from tests.doubles.telegram import TelegramDouble
 from tests.harness import CATALOG, KEYS, write_catalog
 from tests.redis_server import free_port
 
+GEMINI_KEY = "gemini-test"
 
-async def check(tmp_path: Path, redis_url: str, environ: dict[str, str], **overrides: str):
+GEMINI = """
+[providers.gemini]
+kind = "gemini"
+base_url = "{gemini}/v1beta"
+api_key_env = "GEMINI_API_KEY"
+timeout = 2
+
+[[models]]
+id = "flash"
+title = "Gemini Flash"
+provider = "gemini"
+name = "gemini-2.5-flash"
+
+[[models]]
+id = "banana"
+title = "Nano Banana"
+provider = "gemini"
+name = "gemini-2.5-flash-image"
+type = "image"
+edits = true
+
+[[models]]
+id = "painter"
+title = "GPT Image"
+provider = "openai"
+name = "gpt-image-1"
+type = "image"
+
+[[models]]
+id = "routed"
+title = "Routed Image"
+provider = "openai"
+name = "google/gemini-2.5-flash-image"
+type = "image"
+image_api = "chat"
+edits = true
+"""
+
+
+async def check(
+    tmp_path: Path, redis_url: str, environ: dict[str, str], extra: str = "", **overrides: str
+):
     async with (
         TelegramDouble() as tg,
         OpenAIDouble(key=KEYS["OPENAI_API_KEY"]) as openai,
         MistralDouble(key=KEYS["MISTRAL_API_KEY"]) as mistral,
         LlamaDouble(key=KEYS["LLAMA_API_KEY"]) as llama,
         OllamaDouble() as ollama,
+        GeminiDouble(key=GEMINI_KEY) as gemini,
     ):
         urls = {
             "openai": openai.url,
@@ -37,7 +81,13 @@ async def check(tmp_path: Path, redis_url: str, environ: dict[str, str], **overr
             bot_token=tg.token,
             telegram_api_url=tg.url,
             redis_url=redis_url,
-            models_file=write_catalog(tmp_path, timeout=2, daily_limit=0, extra="", **urls),
+            models_file=write_catalog(
+                tmp_path,
+                timeout=2,
+                daily_limit=0,
+                extra=extra.replace("{gemini}", overrides.get("gemini", gemini.url)),
+                **{k: v for k, v in urls.items() if k != "gemini"},
+            ),
         )
         lines: list[str] = []
         status = await run_check(settings, environ, out=lines.append)
@@ -70,10 +120,50 @@ async def test_wrong_key_and_unreachable_provider_fail(tmp_path: Path, redis_url
     assert status == 1
     lines = {line.split()[1]: line for line in output.splitlines() if line.startswith("provider")}
     assert "FAIL" in lines["mistral"] and "AuthenticationError" in lines["mistral"]
-    assert "FAIL" in lines["local"] and "UnavailableError" in lines["local"]
+    assert "FAIL" in lines["local"] and "UnreachableError" in lines["local"]
     assert " ok " in lines["openai"]
     assert "wrong-key" not in output
     assert "2 problem(s)" in output
+
+
+async def test_the_gemini_provider_and_every_image_model_are_shown(
+    tmp_path: Path, redis_url: str
+) -> None:
+    environ = {**KEYS, "GEMINI_API_KEY": GEMINI_KEY}
+    status, output, _ = await check(tmp_path, redis_url, environ, extra=GEMINI)
+    assert status == 0, output
+    lines = {line.split()[0] + " " + line.split()[1]: line for line in output.splitlines()}
+    assert " ok " in lines["provider gemini"] and "gemini at http://127.0.0.1" in output
+    assert GEMINI_KEY not in output
+    banana = lines["image banana"]
+    assert " ok " in banana
+    assert "gemini-2.5-flash-image on gemini (gemini), draws and edits photos" in banana
+    assert "the default for /image" in banana
+    assert "draws (no edits)" in lines["image painter"]
+    routed = lines["image routed"]
+    assert "(openai (chat completions))" in routed and "not listed by the provider" in routed
+
+
+async def test_image_models_of_a_provider_without_its_key_are_shown_hidden(
+    tmp_path: Path, redis_url: str
+) -> None:
+    status, output, _ = await check(tmp_path, redis_url, KEYS, extra=GEMINI)
+    assert status == 0, output
+    (banana,) = [line for line in output.splitlines() if line.startswith("image banana")]
+    assert "hidden: GEMINI_API_KEY is not set" in banana
+    assert "provider gemini" not in output
+    assert "image model" not in output  # no [defaults] image: nothing fell back
+
+
+async def test_a_wrong_gemini_key_fails_the_provider(tmp_path: Path, redis_url: str) -> None:
+    environ = {**KEYS, "GEMINI_API_KEY": "wrong-gemini-key"}
+    status, output, _ = await check(tmp_path, redis_url, environ, extra=GEMINI)
+    assert status == 1
+    (line,) = [line for line in output.splitlines() if line.startswith("provider gemini")]
+    assert "FAIL" in line and "AuthenticationError" in line and "API_KEY_INVALID" not in line
+    assert "wrong-gemini-key" not in output
+    (banana,) = [line for line in output.splitlines() if line.startswith("image banana")]
+    assert "its provider failed the check" in banana
 
 
 async def test_redis_down_fails(tmp_path: Path) -> None:
