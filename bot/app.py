@@ -17,22 +17,21 @@ import aiohttp
 from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
 from aiogram.types import BotCommand, BotCommandScopeDefault, TelegramObject
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.asyncio import Redis
 
-from bot import redact
+from bot import redact, redis_client
 from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.handlers import get_routers
 from bot.metrics import FloodCounter, Metrics, UpdateCounter
 from bot.metrics import serve as serve_metrics
-from bot.middlewares import ButtonOwner, InFlight, PasteArrivals, TextsMiddleware, UpdateDedup
+from bot.middlewares import ButtonOwner, Gate, InFlight, PasteArrivals, TextsMiddleware, UpdateDedup
 from bot.services.admission import Admission
 from bot.services.answers import Answers
 from bot.services.arena import ArenaService
 from bot.services.chat import ChatService
 from bot.services.compare import CompareService
 from bot.services.core import Core
+from bot.services.gate import StartGate
 from bot.services.generations import Generations
 from bot.services.media import MediaService
 from bot.services.merge import MergeService
@@ -80,20 +79,11 @@ class App:
     def build(
         cls, settings: Settings, catalog: Catalog, environ: dict[str, str] | None = None
     ) -> App:
-        # A blocking pool as large as the handlers in flight: a burst waits for a
-        # connection instead of failing as if Redis were down.
-        connections = BlockingConnectionPool.from_url(
-            settings.redis_url.get_secret_value(),
-            max_connections=settings.max_concurrent_answers + 20,
-            timeout=10,
-            socket_timeout=5,
-            socket_connect_timeout=3,
-            health_check_interval=30,
-            # a short retry: an outage is told to the user in about a second, and the
-            # next request reconnects by itself once Redis is back
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2),
-        )
-        redis = Redis(connection_pool=connections)
+        # A blocking pool sized for the updates starting at once (the start gate) and
+        # the answers recording their outcome: a burst waits for a connection instead
+        # of failing as if Redis were down. Answers waiting on their model hold none.
+        # (one server, a Redis Cluster or Sentinel: bot/redis_client.py)
+        redis = redis_client.connect(settings, 2 * settings.max_starting_updates + 100)
         bot, patient = make_bot(settings)
         core = Core.build(settings, catalog, redis, bot.id)
         patient.on_flood = core.pacer.flood
@@ -104,6 +94,7 @@ class App:
         middlewares: list[Any] = [
             in_flight,
             PasteArrivals(core.pastes),  # before any I/O: in delivery order
+            Gate(StartGate(settings.max_starting_updates)),  # then one at a time to start
             # an update Telegram delivered twice (webhooks only: polling's offset can't)
             *([UpdateDedup(redis)] if settings.webhook_url else []),
             app.inject,  # the services of the current catalog (``/reload`` swaps them)
@@ -209,7 +200,7 @@ class App:
         for pool in [*self.retired, self.core.pool]:
             await pool.aclose()
         await self.bot.session.close()
-        await self.redis.aclose(close_connection_pool=True)
+        await redis_client.aclose(self.redis)
 
 
 def services(core: Core) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.redact import current_update
+from bot.services.gate import StartGate
 from bot.services.paste import Pastes
 from bot.services.prefs import Prefs
 from bot.texts import texts_for
@@ -182,3 +183,20 @@ def _owned_by_presser(query: CallbackQuery) -> bool:
     if asked is None or asked.from_user is None:
         return True
     return asked.from_user.id == query.from_user.id
+
+
+class Gate(BaseMiddleware):
+    """Outer middleware: an update waits here for a start slot (see
+    :mod:`bot.services.gate`)."""
+
+    def __init__(self, gate: StartGate) -> None:
+        self.gate = gate
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        async with self.gate.slot():
+            return await handler(event, data)

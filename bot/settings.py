@@ -35,10 +35,17 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(default=20_000, ge=100)
     history_max_messages: int = Field(default=40, ge=2, le=1000)
     history_ttl_hours: float = Field(default=72.0, gt=0)
-    max_concurrent_answers: int = Field(default=200, ge=1)
+    max_concurrent_answers: int = Field(default=5000, ge=1)  # answers in flight
+    max_starting_updates: int = Field(default=64, ge=1)  # updates starting (CPU) at once
+    telegram_calls_per_second: float | None = Field(default=None, gt=0)  # a shared budget
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     voice_max_seconds: int = Field(default=300, ge=1)  # longer voice messages are refused
     arena_daily_votes: int = Field(default=50, ge=0)  # a user's counted arena votes a day
+
+    # SPEC "Redis topologies": a Redis Cluster (REDIS_URL names a node), or Sentinel
+    redis_cluster: bool = False
+    redis_sentinels: Annotated[tuple[tuple[str, int], ...], NoDecode] = ()
+    redis_sentinel_master: str | None = None
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -79,6 +86,32 @@ class Settings(BaseSettings):
     def _webhook_needs_secret(self) -> Settings:
         if self.webhook_url and not self.webhook_secret:
             raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
+        return self
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _parse_sentinels(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        found = []
+        for part in (p.strip() for p in value.split(",")):
+            if not part:
+                continue
+            host, _, port = part.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"REDIS_SENTINELS: {part!r} is not host:port")
+            found.append((host.strip("[]"), int(port)))
+        return tuple(found)
+
+    @model_validator(mode="after")
+    def _check_topology(self) -> Settings:
+        if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
+            raise ValueError("REDIS_SENTINELS and REDIS_SENTINEL_MASTER go together")
+        if self.redis_sentinels and self.redis_cluster:
+            raise ValueError("REDIS_CLUSTER and REDIS_SENTINELS exclude each other")
+        scheme = self.redis_url.get_secret_value().partition("://")[0]
+        if self.redis_cluster and scheme not in ("redis", "rediss"):
+            raise ValueError("REDIS_CLUSTER=1 needs a redis:// or rediss:// REDIS_URL")
         return self
 
     @property

@@ -7,13 +7,21 @@ waited out (the chat's pacer is told, so its other updates wait too), server and
 errors backed off a bounded number of times. Calls made inside :func:`best_effort`
 (streaming drafts and edits, chat actions) are tried once: the answer writer drops or
 paces those itself, and waiting on one would only delay the rest of the answer.
+
+With ``TELEGRAM_CALLS_PER_SECOND`` set, every call (``getUpdates`` aside) first takes a
+turn from one :class:`CallBudget` the whole process shares: final messages, replies and
+an answer's first visible text go first; intermediate drafts and edits wait behind them,
+so it is they that slow down as load grows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 
@@ -35,22 +43,63 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 5
 MAX_WAIT = 60.0  # the longest flood wait sat out; past it the call fails
 _once: ContextVar[bool] = ContextVar("telegram_once", default=False)
+_urgent: ContextVar[bool] = ContextVar("telegram_urgent", default=False)
 
 
 @contextlib.contextmanager
-def best_effort() -> Iterator[None]:
-    """Calls made inside are tried once: a refusal reaches the caller at once."""
-    token = _once.set(True)
+def best_effort(urgent: bool = False) -> Iterator[None]:
+    """Calls made inside are tried once: a refusal reaches the caller at once. ``urgent``
+    (an answer's first visible text): ahead of other such calls for the budget."""
+    token, urgency = _once.set(True), _urgent.set(urgent)
     try:
         yield
     finally:
         _once.reset(token)
+        _urgent.reset(urgency)
+
+
+class CallBudget:
+    """At most ``rate`` calls a second, one every 1/rate s (no bursts), in the order of
+    their priority (0 first), then of their arrival."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate
+        self._next = 0.0  # when the next call may go
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def take(self, priority: int) -> None:
+        now = time.monotonic()
+        if not self._waiting and now >= self._next:
+            self._next = now + self.interval
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._order), turn))
+        self._arm()
+        await turn
+
+    def _arm(self) -> None:
+        if self._timer is None and self._waiting:
+            delay = max(0.0, self._next - time.monotonic())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._grant)
+
+    def _grant(self) -> None:
+        self._timer = None
+        while self._waiting:
+            _, _, turn = heapq.heappop(self._waiting)
+            if not turn.done():  # a waiter cancelled meanwhile gives its turn on
+                self._next = time.monotonic() + self.interval
+                turn.set_result(None)
+                break
+        self._arm()
 
 
 class Patient(BaseRequestMiddleware):
-    def __init__(self) -> None:
+    def __init__(self, budget: CallBudget | None = None) -> None:
         # told of every 429 with the chat it concerns (the pacer slows that chat down)
         self.on_flood: Callable[[int, float], None] | None = None
+        self.budget = budget
 
     async def __call__(
         self,
@@ -58,8 +107,13 @@ class Patient(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
-        retried = not _once.get() and not isinstance(method, GetUpdates)
+        polling = isinstance(method, GetUpdates)
+        retried = not _once.get() and not polling
+        # finals and replies first, then an answer's first text, then streaming updates
+        priority = 0 if retried else 1 if _urgent.get() else 2
         for attempt in range(ATTEMPTS):
+            if self.budget is not None and not polling:
+                await self.budget.take(priority)
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:
@@ -81,6 +135,7 @@ class Patient(BaseRequestMiddleware):
 def make_bot(settings: Settings) -> tuple[Bot, Patient]:
     """The bot, and its retry layer (to hand it the pacer once there is one)."""
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
-    patient = Patient()
+    rate = settings.telegram_calls_per_second
+    patient = Patient(CallBudget(rate) if rate else None)
     session.middleware(patient)
     return Bot(settings.bot_token.get_secret_value(), session=session), patient

@@ -233,7 +233,7 @@ class AnswerWriter:
         # as soon as it comes.
         self.pacer.claim(self.chat_id, self.interval if part is not None else FIRST_INTERVAL)
         try:
-            with best_effort():
+            with best_effort(urgent=part is not None and self._shown is None):
                 await self._send_update(part)
         except TelegramRetryAfter:
             self._changed.set()  # the pacer was told; try again when the chat's slot opens

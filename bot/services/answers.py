@@ -16,6 +16,7 @@ from bot.catalog import ModelSpec
 from bot.keyboards import retry_keyboard, stop_keyboard
 from bot.metrics import Metrics
 from bot.render import Part
+from bot.services import gate
 from bot.services.admission import Admission, Ticket
 from bot.services.answer_writer import AnswerWriter
 from bot.services.generate import generate
@@ -96,6 +97,7 @@ class Answers:
             if outcome.ok and on_complete is not None:
                 await on_complete(outcome.text)
 
+        gate.started()  # from here on this update waits on its model
         with self.generations.running(*generation) as stop:
             outcome = await generate(
                 self.pool.for_model(model), model, request, writer, texts, delivery, stop, settle
@@ -119,6 +121,7 @@ class Answers:
         in the stats. When the provider fails, the request is given back (it did no
         billable work) and the user told why, with a Retry button for ``retry``; None
         then."""
+        gate.started()
         try:
             result = await work(self.pool.for_model(model))
         except ProviderError as exc:

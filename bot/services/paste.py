@@ -31,6 +31,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from bot.services import gate
+
 SPLIT_AT = 4000  # a message at least this long may be part of a split paste
 HOLD_SECONDS = 1.2  # how long a last part waits for a message after it
 
@@ -100,6 +102,7 @@ class Pastes:
         self._held_here((chat_id, user_id), message_id)
         if self._followed(chat_id, user_id, message_id):
             return None
+        gate.started()  # waiting costs nothing: let other updates start meanwhile
         await asyncio.sleep(HOLD_SECONDS)  # the paste may end on this part: wait for more
         if self._followed(chat_id, user_id, message_id):
             return None
