@@ -1,0 +1,157 @@
+"""Thousands of slow streams in one process: ``--users`` users each ask once, all at
+once, and the model streams 20 chunks a second apart (an answer takes about 20 s, as
+real ones do). The real app polls in this process (its CPU and memory are what is
+measured); the fake Bot API and the model double run in a child (bench.chat's). With
+``--budget N`` the bot runs with TELEGRAM_CALLS_PER_SECOND=N.
+
+Goals without a budget: >= 100 answers/s over the run with every answer in flight at
+once, first chunk -> visible text p50 <= 1 s, RSS <= 400 MB, CPU per answer <= 8 ms.
+With a budget: never more Bot API calls in a second than the budget, every answer
+delivered whole (intermediate updates are what slows)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import kit
+from bench.chat import Driver, running_app
+
+GOAL_RATE = 100.0  # answers a second
+GOAL_VISIBLE_S = 1.0  # first chunk -> first visible text, p50
+GOAL_RSS_MB = 400.0
+GOAL_CPU_MS = 8.0  # per answer
+CHUNKS = [f"word{i} " for i in range(20)]
+ANSWER = "".join(CHUNKS).strip()
+
+
+class Streams(Driver):
+    """bench.chat's driver, plus the busiest second of Bot API calls."""
+
+    async def busiest_second(self, since: int) -> int:
+        times = sorted(c.time for c in self.tg.api_calls[since:] if c.method != "getUpdates")
+        most, start = 0, 0
+        for end, moment in enumerate(times):
+            while moment - times[start] >= 1.0:
+                start += 1
+            most = max(most, end - start + 1)
+        return most
+
+
+async def serve(kind: str) -> Streams:
+    """The child's object: bench.chat's doubles, driven by ``Streams``."""
+    spec = kit.SPECS[kind]
+    driver = Streams(kit.FinalsTelegram(), spec.double_class()(key=spec.key))
+    await driver.start()
+    return driver
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def run(args: argparse.Namespace, child: kit.Child, redis_url: str) -> dict[str, Any]:
+    spec = kit.SPECS["openai"]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-streams-"))
+    catalog = kit.write_catalog(
+        tmp / "models.toml",
+        {"model": "bench"},
+        {
+            "bench": {
+                "kind": spec.kind,
+                "base_url": child.info["llm"] + spec.prefix,
+                "api_key_env": "BENCH_API_KEY",
+                "timeout": 120,
+            }
+        },
+        [{"id": "bench", "title": "Bench", "provider": "bench", "name": spec.model}],
+    )
+    overrides: dict[str, Any] = {"max_concurrent_answers": args.users + 100}
+    if args.budget:
+        overrides["telegram_calls_per_second"] = args.budget
+    await child.acall("reply", chunks=CHUNKS, chunk_delay=args.chunk_delay)
+    async with running_app(child, redis_url, catalog, spec.key, **overrides):
+        prompts = [(100_000 + i, f"question {i}") for i in range(args.users)]
+        mark = await child.acall("mark")
+        cpu, started = time.process_time(), time.monotonic()
+        result = await child.acall(
+            "together", prompts=prompts, interval=0.0, seconds=args.chunk_delay * 20 + 120
+        )
+        elapsed = time.monotonic() - started
+        cpu = time.process_time() - cpu
+        busiest = await child.acall("busiest_second", since=mark)
+    timelines = result["timelines"]
+    visible = [
+        t["text_draft"] - t["first_chunk"]
+        for t in timelines
+        if t["text_draft"] is not None and t["first_chunk"] is not None
+    ]
+    return {
+        "answered": sum(1 for t in timelines if t["text"] == ANSWER),
+        "elapsed": elapsed,
+        "cpu": cpu,
+        "visible": visible,
+        "calls": sum(result["methods"].values()),
+        "busiest": busiest,
+        "rss": rss_mb(),
+        "failed_calls": result["failed_calls"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    kit.options(
+        parser,
+        users=(2000, "users asking at once"),
+        chunk_delay=(1.0, "seconds between the model's chunks"),
+        budget=(0.0, "TELEGRAM_CALLS_PER_SECOND (0: none)"),
+    )
+    args = kit.parse(parser, argv, {"users": 40, "chunk_delay": 0.1})
+    with (
+        kit.redis_server() as server,
+        kit.children(kit.Child(serve, "openai", name="doubles")) as (child,),
+    ):
+        r = asyncio.run(run(args, child, server.url))
+    budget = f", budget {args.budget:g} calls/s" if args.budget else ""
+    print(
+        f"bench.streams: {args.users} users at once, 20 chunks "
+        f"{args.chunk_delay:g} s apart{budget}; {kit.machine()}\n"
+    )
+    table = kit.Table()
+    rate = r["answered"] / r["elapsed"]
+    table.add(
+        "answered whole",
+        f"{r['answered']}/{args.users}",
+        "all",
+        r["answered"] == args.users,
+        check=True,
+    )
+    table.zero("failed Bot API calls", r["failed_calls"])
+    if args.budget:
+        table.at_most("Bot API calls in the busiest second", r["busiest"], args.budget, ".0f")
+    else:
+        table.add("answers a second", f"{rate:.1f}", f">= {GOAL_RATE:g}", rate >= GOAL_RATE)
+        table.at_most(
+            "first chunk -> visible, p50", kit.pct(r["visible"], 50), GOAL_VISIBLE_S, ".2f", " s"
+        )
+        table.add("Bot API calls in the busiest second", str(r["busiest"]))
+    table.add("first chunk -> visible, p95", f"{kit.pct(r['visible'], 95):.2f} s")
+    table.add("Bot API calls a second, mean", f"{r['calls'] / r['elapsed']:.1f}")
+    table.add("Bot API calls per answer", f"{r['calls'] / max(1, args.users):.1f}")
+    table.at_most("RSS (peak)", r["rss"], GOAL_RSS_MB, ".0f", " MB")
+    table.at_most(
+        "CPU per answer", r["cpu"] * 1000 / max(1, r["answered"]), GOAL_CPU_MS, ".2f", " ms"
+    )
+    table.add("wall time", f"{r['elapsed']:.1f} s")
+    table.print()
+    return kit.verdict(args, table.goals, table.checks)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
