@@ -24,6 +24,7 @@ from providers.base import ChatRequest, Image, Message, Provider, ProviderConfig
 from providers.errors import (
     AuthenticationError,
     BadRequestError,
+    DeclinedError,
     ModelNotFoundError,
     ProviderError,
     ProviderTimeoutError,
@@ -250,6 +251,66 @@ def _png_is_valid(data: bytes) -> tuple[int, int]:
     assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND"
     assert len(zlib.decompress(pixels)) == height * (1 + 3 * width)
     return width, height
+
+
+@pytest.mark.parametrize("model", ["gpt-image-1", "dall-e-2"])
+async def test_editing_a_photo_goes_to_images_edits(
+    openai_double: OpenAIDouble, oa: OpenAIProvider, model: str
+) -> None:
+    image = await oa.generate_image(model, "make it night", [Image(PHOTO)])
+    assert image == tiny_png()
+    assert openai_double.calls("/images/generations") == []
+    (upload,) = openai_double.edits
+    assert upload.data == PHOTO and upload.content_type == "image/jpeg"
+    assert upload.fields["prompt"] == "make it night" and upload.model == model
+    assert ("response_format" in upload.fields) is (model == "dall-e-2")
+
+
+async def test_editing_with_several_photos_sends_each(
+    openai_double: OpenAIDouble, oa: OpenAIProvider
+) -> None:
+    photos = [Image(PHOTO), Image(SCREENSHOT, "image/png")]
+    await oa.generate_image("gpt-image-1", "put them together", photos)
+    assert [u.data for u in openai_double.edits] == [PHOTO, SCREENSHOT]
+    assert [u.content_type for u in openai_double.edits] == ["image/jpeg", "image/png"]
+
+
+async def test_image_api_chat_draws_through_chat_completions(
+    openai_double: OpenAIDouble, oa: OpenAIProvider
+) -> None:
+    image = await oa.generate_image("google/gemini-2.5-flash-image", "a fox", api="chat")
+    assert image == tiny_png()
+    (call,) = openai_double.calls("/chat/completions")
+    assert call.json["modalities"] == ["image", "text"]
+    assert call.json["messages"] == [{"role": "user", "content": "a fox"}]
+    assert "stream" not in call.json
+
+
+async def test_image_api_chat_edits_with_the_photo_as_an_image_url_part(
+    openai_double: OpenAIDouble, oa: OpenAIProvider
+) -> None:
+    await oa.generate_image("some/image-model", "make it night", [Image(PHOTO)], api="chat")
+    (seen,) = openai_double.images
+    assert seen.data == PHOTO and seen.url.startswith("data:image/jpeg;base64,")
+    content = openai_double.calls("/chat/completions")[0].json["messages"][0]["content"]
+    assert content[0] == {"type": "text", "text": "make it night"}
+
+
+async def test_image_api_chat_with_words_only_is_declined(
+    openai_double: OpenAIDouble, oa: OpenAIProvider
+) -> None:
+    openai_double.chat_draws = False
+    with pytest.raises(DeclinedError, match="I can't draw that"):
+        await oa.generate_image("some/image-model", "x", api="chat")
+    assert len(openai_double.calls("/chat/completions")) == 1  # not retried
+
+
+async def test_image_api_chat_failures_are_retried(
+    openai_double: OpenAIDouble, oa: OpenAIProvider
+) -> None:
+    openai_double.queue.append(Reply(status=503))
+    assert await oa.generate_image("some/image-model", "x", api="chat") == tiny_png()
+    assert len(openai_double.calls("/chat/completions")) == 2
 
 
 def test_the_doubles_png_is_a_real_png() -> None:

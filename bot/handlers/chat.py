@@ -123,7 +123,7 @@ async def retry_pressed(
     elif kept.kind == "merge":
         await merge_service.merge(bot, target, kept.prompt, texts)
     elif kept.kind == "image":
-        await media_service.draw(bot, target, kept.prompt, texts)
+        await media_service.draw(bot, target, kept.prompt, texts, photo=photo)
     elif kept.kind == "voice" and photo is not None:
         transcript = await media_service.listen(
             bot, target, photo.file_id, 0, None, kept.prompt, texts

@@ -1,5 +1,6 @@
-"""/image <prompt>, photos (and images sent as files) for vision models, voice messages
-and audio files transcribed and answered."""
+"""/image <prompt> (and /image <instruction> on a photo: as its caption, or in reply to
+it), photos (and images sent as files) for vision models, voice messages and audio files
+transcribed and answered."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Audio, Message, Voice
 
 from bot.catalog import Catalog
-from bot.filters import Addressed, from_user, image, sound
+from bot.filters import IMAGE_TYPES, Addressed, from_user, image, sound
 from bot.handlers.other import unsupported
 from bot.services.chat import ChatService
+from bot.services.generations import Photo
 from bot.services.media import MediaService, audio_name
 from bot.services.target import Target
 from bot.texts import Texts
@@ -27,13 +29,33 @@ def router() -> Router:
 async def image_command(
     message: Message, command: CommandObject, bot: Bot, texts: Texts, media_service: MediaService
 ) -> None:
+    """/image <prompt> draws; on a photo (the command as its caption, or in reply to a
+    photo or an image file) it edits that photo as the prompt says."""
     assert message.from_user is not None
     prompt = (command.args or "").strip()
+    found = photo_of(message) or photo_of(message.reply_to_message)
     if not prompt:
-        await message.answer(texts.image_usage)
+        await message.answer(texts.image_edit_usage if found else texts.image_usage)
         return
     target = Target.of(message, message.from_user.id)
-    await media_service.draw(bot, target, prompt, texts)
+    if found is None:
+        await media_service.draw(bot, target, prompt, texts)
+        return
+    photo, size = found
+    await media_service.draw(bot, target, prompt, texts, photo=photo, size=size)
+
+
+def photo_of(message: Message | None) -> tuple[Photo, int | None] | None:
+    """The largest size of a message's photo, or its image file, with its size in bytes."""
+    if message is None:
+        return None
+    if message.photo:
+        largest = message.photo[-1]
+        return Photo(largest.file_id, "image/jpeg"), largest.file_size
+    document = message.document
+    if document is not None and document.mime_type in IMAGE_TYPES:
+        return Photo(document.file_id, document.mime_type), document.file_size
+    return None
 
 
 async def photo(

@@ -1,5 +1,5 @@
-"""Pictures and voice: ``/image`` drawn by an image model, photos handed to a vision
-model, voice messages transcribed and then answered.
+"""Pictures and voice: ``/image`` drawn by an image model (or a photo edited by one that
+edits), photos handed to a vision model, voice messages transcribed and then answered.
 
 Each costs its model's ``cost`` against the daily limits like a chat message: reserved
 before the provider is called, given back when it fails (or when Telegram would not take
@@ -20,7 +20,7 @@ from aiogram.enums import ChatAction
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import BufferedInputFile
 
-from bot.catalog import Catalog
+from bot.catalog import Catalog, ModelSpec
 from bot.render import utf16_len
 from bot.services.admission import Admission
 from bot.services.answers import Answers
@@ -115,15 +115,39 @@ class MediaService:
 
     # -- /image ----------------------------------------------------------------------
 
-    async def draw(self, bot: Bot, target: Target, prompt: str, texts: Texts) -> bool:
-        """Draw ``prompt`` with the user's image model and send the picture; True when a
-        picture was sent. A picture the provider made counts, even if Telegram then
-        refuses it."""
+    async def draw(
+        self,
+        bot: Bot,
+        target: Target,
+        prompt: str,
+        texts: Texts,
+        photo: Photo | None = None,
+        size: int | None = None,
+    ) -> bool:
+        """Draw ``prompt`` with the user's image model, or with ``photo`` (a Telegram
+        file: ``size`` bytes when known) edit that photo as ``prompt`` says, and send the
+        picture; True when a picture was sent. The photo is downloaded by the bot and
+        sent to the provider as data. A picture the provider made counts, even if
+        Telegram then refuses it; a failure before it is given back."""
         image_id = (await self.prefs.get(target.user_id)).image
         model = self.catalog.get_image(image_id) if image_id else None
         if model is None:
             await target.say(bot, texts.image_unavailable)
             return False
+        images: tuple[Image, ...] = ()
+        if photo is not None:
+            if not model.edits:
+                await target.say(bot, self.edit_hint(model, texts))
+                return False
+            if size is not None and size > MAX_DOWNLOAD:
+                await target.say(bot, texts.file_too_big.format(limit=MAX_DOWNLOAD // 2**20))
+                return False
+            try:
+                images = (Image(await self.download(bot, photo.file_id), photo.mime),)
+            except DownloadError as exc:
+                log.warning("chat %s: photo download failed: %s", target.chat_id, exc)
+                await target.say(bot, texts.download_failed)
+                return False
         several = len(self.catalog.image_models) > 1
         ticket = await self.admission.admit(
             bot, target, texts, [model], prompt=prompt, switchable=several
@@ -137,17 +161,19 @@ class MediaService:
                 texts,
                 ticket,
                 model,
-                lambda provider: provider.generate_image(model.name, prompt),
+                lambda provider: provider.generate_image(
+                    model.name, prompt, images, api=model.image_api
+                ),
                 switchable=several,
-                retry=Retry(target.chat_id, prompt, kind="image"),
+                retry=Retry(target.chat_id, prompt, photo, kind="image"),
             )
             if data is None:
                 return False
-            photo = BufferedInputFile(data, filename=f"image.{image_suffix(data)}")
+            picture = BufferedInputFile(data, filename=f"image.{image_suffix(data)}")
             try:
                 await bot.send_photo(
                     target.chat_id,
-                    photo,
+                    picture,
                     caption=cut(prompt, CAPTION_LIMIT),
                     message_thread_id=target.thread_id,
                     reply_parameters=target.reply_parameters(),
@@ -158,6 +184,14 @@ class MediaService:
                     await target.say(bot, texts.error_generic.format(model=model.title))
                 return False
         return True
+
+    def edit_hint(self, model: ModelSpec, texts: Texts) -> str:
+        """The user's image model doesn't edit photos: which models do."""
+        editors = self.catalog.editing_models
+        if not editors:
+            return texts.image_edits_unavailable
+        titles = ", ".join(m.title for m in editors.values())
+        return texts.image_no_edits.format(model=model.title, models=titles)
 
     # -- photos ----------------------------------------------------------------------
 

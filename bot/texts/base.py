@@ -163,6 +163,12 @@ class Texts:
     reload_refused: str  # {problem}
     hours_minutes: str  # {h}, {m}
     minutes: str  # {m}
+    # /image <instruction> on a photo (its caption, or a reply to it): editing
+    image_edit_usage: str  # a photo came with /image but no instruction
+    image_no_edits: str  # {model}: the user's image model; {models}: those that edit
+    image_edits_unavailable: str  # no usable image model edits photos
+    # a provider's filter or the model declined (a safety or recitation block)
+    error_declined: str  # {model}
 
     def __post_init__(self) -> None:
         """Check every count's forms against the language's plural rules, and make the

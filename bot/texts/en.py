@@ -194,4 +194,14 @@ EN = Texts(
     reload_refused="The catalog was not reloaded:\n{problem}",
     hours_minutes="{h} h {m} min",
     minutes="{m} min",
+    image_edit_usage=(
+        "Write what to change after the command, for example: /image make it night "
+        "(as the photo's caption, or in reply to the photo)."
+    ),
+    image_no_edits=(
+        "{model} can't edit photos. Models that can: {models}. "
+        "Pick one in /model and send /image with the photo again."
+    ),
+    image_edits_unavailable="No image model here can edit photos.",
+    error_declined="{model} declined this request. Try rephrasing it.",
 )

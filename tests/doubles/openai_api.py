@@ -33,6 +33,12 @@ models refuse ``response_format`` (400 ``unknown_parameter``), and other models 
 upload as text>"}`` (the text part only when the upload is UTF-8), or ``Reply.text``
 when set. Both use the same auth, ``known_models`` (404) and scripted :class:`Reply`
 (``status``/``retry_after``, ``hang``, ``first_delay``, ``malformed``) as chat.
+
+``POST /v1/images/edits`` takes multipart ``model``, ``prompt`` and ``image`` (or
+``image[]``, several), records each upload in ``edits`` and answers like generations.
+A non-streamed chat request with ``modalities`` holding ``"image"`` (image models behind
+gateways such as OpenRouter) answers a message whose ``images`` hold one ``image_url``
+with a ``data:`` URL of the tiny PNG, unless ``chat_draws`` is False (words only).
 """
 
 from __future__ import annotations
@@ -90,11 +96,14 @@ class OpenAIDouble(LLMDouble):
         self.stream_error_code: str | int | None = None
         self.images: list[SeenImage] = []  # every image a chat request carried, in order
         self.uploads: list[Upload] = []  # every audio file sent for transcription
+        self.edits: list[Upload] = []  # every image sent to images/edits
+        self.chat_draws = True  # chat requests with image modalities get a picture
         self._generated: dict[str, bytes] = {}  # images served by URL (response_format=url)
         self._ids = itertools.count(1)
         self._handlers: set[asyncio.Task[Any]] = set()
         self.app.router.add_post("/v1/chat/completions", self._tracked(self._answer))
         self.app.router.add_post("/v1/images/generations", self._tracked(self._generate))
+        self.app.router.add_post("/v1/images/edits", self._tracked(self._edit))
         self.app.router.add_post("/v1/audio/transcriptions", self._tracked(self._transcribe))
         self.app.router.add_get("/v1/models", self._models)
         self.app.router.add_get("/generated/{name}", self._generated_image)
@@ -182,6 +191,18 @@ class OpenAIDouble(LLMDouble):
             )
         if reply.malformed:
             return web.Response(text="<html>upstream proxy error</html>", content_type="text/html")
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(pieces),
+            "refusal": None,
+        }
+        if "image" in (payload.get("modalities") or []):
+            if self.chat_draws:
+                url = "data:image/png;base64," + base64.b64encode(tiny_png()).decode()
+                message["content"] = "Here is your picture."
+                message["images"] = [{"type": "image_url", "image_url": {"url": url}}]
+            else:
+                message["content"] = "I can't draw that."
         return web.json_response(
             {
                 "id": completion_id,
@@ -191,11 +212,7 @@ class OpenAIDouble(LLMDouble):
                 "choices": [
                     {
                         "index": 0,
-                        "message": {
-                            "role": "assistant",
-                            "content": "".join(pieces),
-                            "refusal": None,
-                        },
+                        "message": message,
                         "logprobs": None,
                         "finish_reason": finish,
                     }
@@ -376,6 +393,40 @@ class OpenAIDouble(LLMDouble):
                 }
         return web.json_response(body)
 
+    async def _edit(self, request: web.Request) -> web.StreamResponse:
+        if not self.authorized(request):
+            return self._unauthorized(request)
+        if request.content_type != "multipart/form-data":
+            return _error(400, "Invalid Content-Type header, expected multipart/form-data.")
+        parts = _multipart_all(request.headers["Content-Type"], await request.read())
+        fields = {n: _text(p) for n, p in parts if p.get_filename() is None}
+        files = [(n, p) for n, p in parts if p.get_filename() is not None]
+        model = fields.get("model", "dall-e-2")
+        if not fields.get("prompt"):
+            return _error(400, "Missing required parameter: 'prompt'.", param="prompt")
+        if not files or any(n not in ("image", "image[]") for n, _ in files):
+            return _error(400, "Missing required parameter: 'image'.", param="image")
+        if "gpt-image" in model and "response_format" in fields:
+            return _error(400, "Unknown parameter: 'response_format'.", code="unknown_parameter")
+        for _, part in files:
+            data = part.get_payload(decode=True)
+            self.edits.append(
+                Upload(
+                    model=model,
+                    filename=part.get_filename() or "",
+                    content_type=part.get_content_type(),
+                    data=data if isinstance(data, bytes) else b"",
+                    fields=fields,
+                )
+            )
+        reply, failed = await self._scripted(model)
+        if failed is not None:
+            return failed
+        if reply.malformed:
+            return web.Response(text="<html>upstream proxy error</html>", content_type="text/html")
+        item = {"b64_json": base64.b64encode(tiny_png()).decode()}
+        return web.json_response({"created": int(time.time()), "data": [item]})
+
     async def _generated_image(self, request: web.Request) -> web.StreamResponse:
         image = self._generated.get(request.match_info["name"])
         if image is None:
@@ -486,6 +537,21 @@ def _multipart(content_type: str, body: bytes) -> dict[str, EmailMessage]:
         name = part.get_param("name", header="content-disposition")
         if isinstance(name, str) and isinstance(part, EmailMessage):
             parts[name] = part
+    return parts
+
+
+def _multipart_all(content_type: str, body: bytes) -> list[tuple[str, EmailMessage]]:
+    """Every part of a multipart/form-data body, with its field name, in order (a field
+    such as ``image[]`` may come several times)."""
+    head = f"Content-Type: {content_type}\r\n\r\n".encode()
+    message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+    parts: list[tuple[str, EmailMessage]] = []
+    if not isinstance(message, EmailMessage):
+        return parts
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str) and isinstance(part, EmailMessage):
+            parts.append((name, part))
     return parts
 
 
