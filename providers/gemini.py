@@ -284,7 +284,7 @@ class GeminiProvider(HttpProvider):
             return RateLimitedError(text, status=status, retry_after=wait)
         if name == "DEADLINE_EXCEEDED":
             return ProviderTimeoutError(text, status=status)
-        return error_for_status(status, message, provider=self.name)
+        return error_for_status(status, f"{name} {message}".strip(), provider=self.name)
 
 
 def _model_path(name: str) -> str:
