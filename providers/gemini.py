@@ -93,7 +93,7 @@ class _Progress:
 
     finish: str | None = None
     declined: str | None = None
-    usage: Usage | None = None
+    meta: Any = None  # the latest usageMetadata (every event repeats it, growing)
 
 
 class GeminiProvider(HttpProvider):
@@ -142,17 +142,18 @@ class GeminiProvider(HttpProvider):
                 await events.aclose()
         if progress.finish is None:
             raise UnavailableError(f"{self.name}: the stream ended before the answer finished")
-        yield Chunk(finish_reason=progress.finish, usage=progress.usage)
+        yield Chunk("", progress.finish, _usage(progress.meta))
 
     def _chunk(self, event: Any, progress: _Progress) -> Chunk | None:
         """The text and thoughts of one streamed response; its finish reason and usage
         are noted in ``progress``. Raises for an error event, a blocked prompt, or data
-        that is not a response."""
-        if not isinstance(event, dict):
+        that is not a response. Runs for every piece of an answer: the usual event (one
+        text part) takes the short path."""
+        if type(event) is not dict:
             raise UnavailableError(f"{self.name}: a streamed event is not a JSON object")
         meta = event.get("usageMetadata")
         if meta is not None:
-            progress.usage = _usage(meta) or progress.usage
+            progress.meta = meta
         candidates = event.get("candidates")
         if not candidates:
             if "error" in event:
@@ -162,19 +163,29 @@ class GeminiProvider(HttpProvider):
             if blocked:
                 raise DeclinedError(f"{self.name}: the prompt was blocked ({blocked})", status=200)
             return None
-        candidate = candidates[0] if isinstance(candidates, list) else None
-        if not isinstance(candidate, dict):
+        candidate = candidates[0] if type(candidates) is list else None
+        if type(candidate) is not dict:
             raise UnavailableError(f"{self.name}: a streamed event has malformed candidates")
-        text, thought = _texts(candidate.get("content"))
         reason = candidate.get("finishReason")
-        if isinstance(reason, str) and reason != "FINISH_REASON_UNSPECIFIED":
+        if reason is not None and reason != "FINISH_REASON_UNSPECIFIED":
             if reason in _DECLINED:
                 progress.declined = reason
             else:
-                progress.finish = _FINISH.get(reason, reason.lower())
+                progress.finish = _FINISH.get(reason) or str(reason).lower()
+        content = candidate.get("content")
+        parts = content.get("parts") if type(content) is dict else None
+        if type(parts) is list and len(parts) == 1:  # the usual event
+            part = parts[0]
+            value = part.get("text") if type(part) is dict else None
+            if type(value) is not str or not value:
+                return None
+            if part.get("thought") is True:
+                return Chunk("", None, None, value)
+            return Chunk(value)
+        text, thought = _texts(content)
         if not text and not thought:
             return None
-        return Chunk(text=text, reasoning=thought)
+        return Chunk(text, None, None, thought)
 
     def _declined(self, reason: str) -> DeclinedError:
         return DeclinedError(f"{self.name}: the answer was blocked ({reason})", status=200)
