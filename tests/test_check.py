@@ -111,6 +111,8 @@ async def test_missing_key_hides_models_without_failing(tmp_path: Path, redis_ur
     assert status == 0, output
     assert "hidden: LLAMA_API_KEY is not set" in output
     assert "provider llama" not in output
+    # what the defaults became is said, not silent
+    assert "compare models 'llama' are hidden: the default compare set is" in output
 
 
 async def test_wrong_key_and_unreachable_provider_fail(tmp_path: Path, redis_url: str) -> None:

@@ -20,6 +20,8 @@ from providers import registry
 from providers.base import ChatRequest, Chunk, Message, Provider, ProviderConfig, Usage
 from providers.errors import (
     AuthenticationError,
+    BadRequestError,
+    ContextTooLongError,
     ModelNotFoundError,
     ProviderError,
     ProviderTimeoutError,
@@ -198,6 +200,22 @@ async def test_an_unknown_model_is_model_not_found(setup: Setup) -> None:
     _, error = await until_error(setup.make(), setup.ask(model="no-such-model"))
     assert isinstance(error, ModelNotFoundError), repr(error)
     assert "no-such-model" in str(error)
+    assert setup.posts() == 1
+
+
+async def test_a_bad_request_is_not_retried(setup: Setup) -> None:
+    setup.double.default = Reply(status=400, error="Unsupported value: 'temperature'")
+    _, error = await until_error(setup.make(), setup.ask(temperature=3.0))
+    assert type(error) is BadRequestError, repr(error)
+    assert "temperature" in str(error)
+    assert setup.posts() == 1
+
+
+async def test_input_over_the_context_is_context_too_long(setup: Setup) -> None:
+    words = "This model's maximum context length is 1000 tokens: the input is too long."
+    setup.double.default = Reply(status=400, error=words)
+    _, error = await until_error(setup.make(), setup.ask())
+    assert isinstance(error, ContextTooLongError), repr(error)
     assert setup.posts() == 1
 
 
