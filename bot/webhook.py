@@ -2,7 +2,9 @@
 replicas sharing one Redis.
 
 - ``POST <path of WEBHOOK_URL>``: checks ``X-Telegram-Bot-Api-Secret-Token`` (401 and
-  nothing processed when it is wrong or missing), acknowledges at once and hands the
+  nothing processed when it is wrong or missing; the first refusal is logged, later ones
+  counted in one line a minute at most), refuses a body that is not a JSON update (400,
+  one nested too deep to parse included), acknowledges at once and hands the
   update to the dispatcher in the background. When ``MAX_CONCURRENT_ANSWERS`` updates are
   already being handled, the acknowledgement waits for a slot: Telegram then slows down
   instead of the bot piling up work it has promised to do.
@@ -24,6 +26,8 @@ import hmac
 import json
 import logging
 import signal
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -41,6 +45,9 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 # How long a request may still take once shutdown began (ours return at once; this only
 # ends requests that wait for a handler slot: Telegram delivers those again).
 REQUEST_SHUTDOWN_SECONDS = 1.0
+# Refused requests (a wrong or missing secret) are logged once, then at most one line this
+# often with how many there were since: a flood of them must not flood the log too.
+REFUSALS_LOG_EVERY = 60.0
 
 
 def webhook_path(url: str) -> str:
@@ -61,20 +68,45 @@ class UpdateReceiver:
         self.tasks: set[asyncio.Task[None]] = set()
         self.accepted = 0
         self.closing = False
+        self.clock: Callable[[], float] = time.monotonic
+        self._refused = 0  # refusals not logged yet
+        self._refusals_logged_at: float | None = None
 
     def authorized(self, request: web.Request) -> bool:
         given = request.headers.get(SECRET_HEADER, "").encode()
         return hmac.compare_digest(given, self._secret)
 
+    def _log_refusal(self) -> None:
+        """The first refusal is logged; later ones at most once a ``REFUSALS_LOG_EVERY``,
+        as a count."""
+        self._refused += 1
+        now = self.clock()
+        last = self._refusals_logged_at
+        if last is None:
+            log.warning(
+                "webhook: a request without the right secret token was refused "
+                "(more are counted, and logged at most once a minute)"
+            )
+        elif now - last >= REFUSALS_LOG_EVERY:
+            log.warning(
+                "webhook: %d request(s) without the right secret token refused in the last %d s",
+                self._refused,
+                now - last,
+            )
+        else:
+            return
+        self._refusals_logged_at = now
+        self._refused = 0
+
     async def handle(self, request: web.Request) -> web.Response:
         if not self.authorized(request):
-            log.warning("webhook: a request without the right secret token was refused")
+            self._log_refusal()
             return web.Response(status=401, text="Unauthorized")
         if self.closing:
             return web.Response(status=503, text="shutting down")
         try:
             update = json.loads(await request.read())
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
             return web.Response(status=400, text="not JSON")
         if not isinstance(update, dict) or not isinstance(update.get("update_id"), int):
             return web.Response(status=400, text="not an update")

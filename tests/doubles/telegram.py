@@ -44,6 +44,7 @@ from tests.doubles.telegram_validation import (
 )
 
 _T = TypeVar("_T")
+_Scripted = TypeVar("_Scripted", "Failure", "Delay")
 
 BOT_ID = 7000000001
 DEFAULT_TOKEN = f"{BOT_ID}:AAF-test-token-for-the-double"
@@ -147,14 +148,33 @@ class Call:
         return None if value is None else str(value)
 
 
+Params = dict[str, Any]
+Predicate = Callable[[Params], bool]
+
+
 @dataclass
 class Failure:
-    """A scripted error for the next calls of one method."""
+    """A scripted error for the next calls of one method (those ``when`` matches)."""
 
     error_code: int
     description: str
     retry_after: int | None
     times: int | None  # None: until cleared
+    when: Predicate | None = None
+
+
+@dataclass
+class Delay:
+    """A scripted pause before the double answers the next calls of one method (those
+    ``when`` matches)."""
+
+    seconds: float
+    times: int | None  # None: until cleared
+    when: Predicate | None = None
+
+
+TRUE_SIZE = -1  # StoredFile.stated_size: tell the file's real size
+FILE_CHUNK = 64 * 1024  # downloads are served in pieces of this size
 
 
 @dataclass
@@ -165,14 +185,21 @@ class StoredFile:
     data: bytes
     source_url: str | None = None
     file_name: str | None = None
+    # the size getFile tells: TRUE_SIZE (the real one), another number (a lie) or None
+    # (left out, as Telegram may)
+    stated_size: int | None = TRUE_SIZE
+    served: int = 0  # bytes the download route wrote out for it, over every download
 
     def info(self) -> dict[str, Any]:
-        return {
+        info: dict[str, Any] = {
             "file_id": self.file_id,
             "file_unique_id": self.file_unique_id,
-            "file_size": len(self.data),
             "file_path": self.file_path,
         }
+        size = len(self.data) if self.stated_size == TRUE_SIZE else self.stated_size
+        if size is not None:
+            info["file_size"] = size
+        return info
 
 
 @dataclass
@@ -223,6 +250,7 @@ class TelegramDouble(DoubleServer):
         self.webhook_deliveries: list[tuple[int, int]] = []  # (update_id, status)
         self.allowed_updates: list[str] = []
         self._failures: dict[str, deque[Failure]] = {}
+        self._delays: dict[str, deque[Delay]] = {}
         self._flood: tuple[int, float, int] | None = None
         self._flood_log: dict[int, deque[float]] = {}
         self._pending: list[dict[str, Any]] = []
@@ -332,8 +360,10 @@ class TelegramDouble(DoubleServer):
         *,
         retry_after: int | None = None,
         times: int | None = 1,
+        when: Predicate | None = None,
     ) -> None:
-        """Answer the next ``times`` calls of ``method`` with an error (None: always).
+        """Answer the next ``times`` calls of ``method`` with an error (None: always);
+        with ``when``, only the calls whose params it accepts (the others go through).
 
         A 429 gets ``parameters.retry_after`` (default 1) and Telegram's wording.
         """
@@ -341,11 +371,25 @@ class TelegramDouble(DoubleServer):
             retry_after = 1
         if description is None:
             description = _default_description(error_code, retry_after)
-        failure = Failure(error_code, description, retry_after, times)
+        failure = Failure(error_code, description, retry_after, times, when)
         self._failures.setdefault(self._canonical(method), deque()).append(failure)
+
+    def delay_next(
+        self,
+        method: str,
+        seconds: float,
+        *,
+        times: int | None = 1,
+        when: Predicate | None = None,
+    ) -> None:
+        """Hold the next ``times`` calls of ``method`` (those ``when`` accepts) for
+        ``seconds`` before answering them, as a slow Telegram would."""
+        delay = Delay(seconds, times, when)
+        self._delays.setdefault(self._canonical(method), deque()).append(delay)
 
     def clear_failures(self) -> None:
         self._failures.clear()
+        self._delays.clear()
 
     def limit_rate(self, calls: int = 1, per_seconds: float = 1.0, retry_after: int = 1) -> None:
         """Flood control: more than ``calls`` sends per chat within ``per_seconds`` get 429."""
@@ -552,7 +596,10 @@ class TelegramDouble(DoubleServer):
         return web.json_response(body)
 
     async def _dispatch(self, method: str, params: dict[str, Any]) -> Any:
-        failure = self._take_failure(method)
+        delay = _take(self._delays.get(method), params)
+        if delay is not None:
+            await asyncio.sleep(delay.seconds)
+        failure = _take(self._failures.get(method), params)
         if failure is not None:
             raise ApiError(failure.error_code, failure.description, failure.retry_after)
         for name in _JSON_FIELDS:
@@ -590,17 +637,6 @@ class TelegramDouble(DoubleServer):
         self.api_calls.append(call)
         self._notify()
 
-    def _take_failure(self, method: str) -> Failure | None:
-        queue = self._failures.get(method)
-        if not queue:
-            return None
-        failure = queue[0]
-        if failure.times is not None:
-            failure.times -= 1
-            if failure.times <= 0:
-                queue.popleft()
-        return failure
-
     def _check_flood(self, params: dict[str, Any]) -> None:
         if self._flood is None:
             return
@@ -617,14 +653,27 @@ class TelegramDouble(DoubleServer):
             raise ApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after)
         log.append(now)
 
-    async def _handle_file(self, request: web.Request) -> web.Response:
+    async def _handle_file(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
         stored = next((f for f in self.files.values() if f.file_path == path), None)
         if request.match_info["token"] != self.token or stored is None:
             return web.json_response(
                 {"ok": False, "error_code": 404, "description": "Not Found"}, status=404
             )
-        return web.Response(body=stored.data, content_type="application/octet-stream")
+        # in pieces, counted as they go out: a test can tell how much a client read
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = len(stored.data)
+        await response.prepare(request)
+        data = memoryview(stored.data)
+        try:
+            for start in range(0, len(data), FILE_CHUNK):
+                piece = data[start : start + FILE_CHUNK]
+                await response.write(piece)
+                stored.served += len(piece)
+            await response.write_eof()
+        except ConnectionError:  # the client went away (or stopped reading) midway
+            pass
+        return response
 
     # --- methods: bot and updates -------------------------------------------------------
 
@@ -1046,6 +1095,13 @@ class TelegramDouble(DoubleServer):
         self.push_update({"edited_message": _copy(message)})
         return _copy(message)
 
+    def forge_stop_generation(self, chat_id: int, draft_id: int) -> dict[str, Any]:
+        """A stopped_message_generation update for any chat and draft id, whether or not
+        that chat shows such a draft (what a hostile client could claim)."""
+        stopped = {"chat": dict(self.chats[chat_id].info), "draft_id": draft_id}
+        self.push_update({"stopped_message_generation": stopped})
+        return stopped
+
     def stop_generation(self, chat_id: int) -> dict[str, Any]:
         """The user presses Stop on the current draft: a stopped_message_generation update."""
         chat = self.chats[chat_id]
@@ -1072,19 +1128,39 @@ class TelegramDouble(DoubleServer):
                     continue
                 if "callback_data" not in button:
                     raise ValueError(f"button {label!r} has no callback_data: {button}")
-                query_id = f"{self.bot_id}{self._next_callback:08d}"
-                self._next_callback += 1
-                query = {
-                    "id": query_id,
-                    "from": dict(sender),
-                    "message": _copy(message),
-                    "chat_instance": str(abs(hash((self.bot_id, chat_id)))),
-                    "data": button["callback_data"],
-                }
-                self._callbacks[query_id] = {"answered": False, "answer": None}
-                self.push_update({"callback_query": query})
-                return query
+                return self._push_callback(sender, chat_id, message, button["callback_data"])
         raise LookupError(f"no button {label!r} in chat {chat_id}; buttons: {labels}")
+
+    def forge_callback(
+        self, sender: dict[str, Any], chat_id: int, data: str, message_id: int | None = None
+    ) -> dict[str, Any]:
+        """A callback query with any ``data`` (no button need carry it), as if pressed
+        under the bot's message ``message_id`` (default: its latest) in a chat."""
+        chat = self.chats[chat_id]
+        ids = [
+            number
+            for number, message in chat.messages.items()
+            if message["from"]["id"] == self.bot_id and message_id in (None, number)
+        ]
+        if not ids:
+            raise LookupError(f"no bot message {message_id or ''} in chat {chat_id}")
+        return self._push_callback(sender, chat_id, chat.messages[max(ids)], data)
+
+    def _push_callback(
+        self, sender: dict[str, Any], chat_id: int, message: dict[str, Any], data: str
+    ) -> dict[str, Any]:
+        query_id = f"{self.bot_id}{self._next_callback:08d}"
+        self._next_callback += 1
+        query = {
+            "id": query_id,
+            "from": dict(sender),
+            "message": _copy(message),
+            "chat_instance": str(abs(hash((self.bot_id, chat_id)))),
+            "data": data,
+        }
+        self._callbacks[query_id] = {"answered": False, "answer": None}
+        self.push_update({"callback_query": query})
+        return query
 
 
 @dataclass
@@ -1218,6 +1294,13 @@ class FakeUser:
         it, or on ``message_id``); returns the callback query."""
         return self.tg.press_button(self.info, self._chat_id(chat), label, message_id)
 
+    async def press_data(
+        self, data: str, *, chat: ChatRef = None, message_id: int | None = None
+    ) -> dict[str, Any]:
+        """A forged press: a callback query with ``data`` under the bot's latest message
+        here (or ``message_id``), whatever its buttons say; returns the query."""
+        return self.tg.forge_callback(self.info, self._chat_id(chat), data, message_id)
+
     async def next_message(self, timeout: float = 5.0, *, chat: ChatRef = None) -> dict[str, Any]:
         """The next final message (sendMessage) the bot sent to this chat."""
         return await self.tg.next_bot_message(self._chat_id(chat), timeout, reader=self.id)
@@ -1308,6 +1391,21 @@ def _set_or_drop(target: dict[str, Any], key: str, value: Any) -> None:
         target[key] = value
     else:
         target.pop(key, None)
+
+
+def _take(queue: deque[_Scripted] | None, params: Params) -> _Scripted | None:
+    """The first scripted failure or delay in ``queue`` that applies to a call with
+    ``params``, counted as used (gone once used up); None if none applies."""
+    if not queue:
+        return None
+    for index, scripted in enumerate(queue):
+        if scripted.when is None or scripted.when(params):
+            if scripted.times is not None:
+                scripted.times -= 1
+                if scripted.times <= 0:
+                    del queue[index]
+            return scripted
+    return None
 
 
 def _file_ids(stored: StoredFile) -> dict[str, str]:
