@@ -31,7 +31,9 @@ class HttpProvider(Provider):
             base_url=config.base_url.rstrip("/") + "/",
             headers=headers,
             timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            # no cap on streams at once: thousands may wait on a slow model (a waiting
+            # stream is one idle socket); the bot bounds what costs CPU
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=50),
         )
 
     async def aclose(self) -> None:

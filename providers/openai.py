@@ -85,8 +85,9 @@ class OpenAIProvider(Provider):
             max_retries=0,  # Provider.stream() retries, and only before the first chunk
             # A modest keep-alive pool: the HTTP client checks every idle connection on
             # each request, which costs more CPU than reconnecting now and then saves.
+            # No cap on streams at once: thousands may wait on a slow model.
             http_client=openai.DefaultAsyncHttpx2Client(
-                limits=httpx2.Limits(max_connections=200, max_keepalive_connections=16)
+                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=16)
             ),
         )
         self.image_timeout = max(config.timeout, IMAGE_TIMEOUT)
