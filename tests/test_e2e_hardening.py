@@ -484,7 +484,7 @@ async def test_redis_down_mid_answer_delivers_it_and_records_it_once_back(
             await asyncio.sleep(max(0.0, stopped_at + 2.0 - time.monotonic()))
         finally:
             await asyncio.to_thread(redis_server.start)
-        assert time.monotonic() - stopped_at < 5  # the outage was a short one
+        assert time.monotonic() - stopped_at < 10  # the outage was a short one
 
         # Redis restarted empty; the bot recorded the exchange once it was back
         history = History.key(ann.id, ann.id)
