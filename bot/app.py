@@ -148,6 +148,7 @@ class App:
     async def set_commands(self) -> None:
         """Start-up shared by both modes: the command menus, and the control channel
         (Stop and reload from other replicas)."""
+        await redis_client.ready(self.redis)
         self.generations.start_listening()
         await asyncio.gather(
             *(

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from aiogram.exceptions import AiogramError
+from redis.exceptions import RedisClusterException
 
+from bot import redis_client
 from bot.catalog import Catalog, CatalogError, load_catalog
 from bot.redact import Redactor
 from bot.settings import Settings
@@ -66,17 +68,15 @@ async def run_check(
 
 
 async def _check_redis(settings: Settings) -> Row:
-    client = aioredis.from_url(
-        settings.redis_url.get_secret_value(), socket_connect_timeout=3, socket_timeout=3
-    )
+    client = redis_client.connect(settings, max_connections=4)
     try:
         await asyncio.wait_for(client.ping(), TIMEOUT)
-        info = await client.info("server")
-        return Row("redis", True, f"PING ok, Redis {info.get('redis_version', '?')}")
-    except (aioredis.RedisError, OSError, TimeoutError) as exc:
+        found = await asyncio.wait_for(redis_client.describe(client), TIMEOUT)
+        return Row("redis", True, f"PING ok, {found}")
+    except (aioredis.RedisError, RedisClusterException, OSError, TimeoutError) as exc:
         return Row("redis", False, f"unreachable: {type(exc).__name__}: {exc}")
     finally:
-        await client.aclose()
+        await redis_client.aclose(client)
 
 
 async def _check_telegram(settings: Settings) -> Row:

@@ -10,6 +10,12 @@ The lock is a short lease, renewed while its answer runs, so a replica that dies
 loses Redis mid-answer frees the chat within ``LOCK_SECONDS``. A Stop (button, draft
 Stop, or /stop) is published on the bot's control channel; the replica running that
 generation sets its stop event.
+
+On a Redis Cluster the control channel is a sharded channel (SPUBLISH / SSUBSCRIBE,
+Redis 7): a message goes to the one shard that owns the channel's slot, where every
+replica of the bot subscribes, instead of being broadcast over the cluster bus to every
+node as a classic PUBLISH is. Stops and reloads are rare (a person's press, an admin's
+command), so one slot carries them easily. Elsewhere it is a classic channel.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
+from redis.exceptions import PubSubError, RedisClusterException, RedisError
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,7 @@ LOCK_SECONDS = 30  # a lock's lease: renewed while its answer runs
 RENEW_EVERY = 10.0  # seconds between renewals of a running answer's lease
 RETRY_SECONDS = 24 * 3600  # how long a failed request can be retried
 LOCK_PATIENCE = 2.0  # how long a message waits for the answer before it to finish
+LISTEN_POLL = 5.0  # seconds a sharded subscription waits for a message, then asks again
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +103,7 @@ class Generations:
     def __init__(self, redis: Redis, bot_id: int) -> None:
         self.redis = redis
         self.channel = f"control:{bot_id}"
+        self.sharded = isinstance(redis, RedisCluster)  # the control channel's kind
         # generation id -> part (a /compare model; 0 for a chat answer) -> its Stop
         self._running: dict[int, dict[int, asyncio.Event]] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -181,7 +191,7 @@ class Generations:
     async def stop(self, gen_id: int, part: int | None = None) -> None:
         """Stop a generation wherever it runs: all of it, or one ``part``."""
         if not self._stop_here(gen_id, part):
-            await self.redis.publish(self.channel, f"stop {gen_id} {'' if part is None else part}")
+            await self._publish(f"stop {gen_id} {'' if part is None else part}")
 
     def _stop_here(self, gen_id: int, part: int | None) -> bool:
         """Stop it if it runs in this process; whether it does."""
@@ -212,7 +222,13 @@ class Generations:
         return True
 
     async def announce_reload(self) -> None:
-        await self.redis.publish(self.channel, "reload")
+        await self._publish("reload")
+
+    async def _publish(self, message: str) -> None:
+        if self.sharded:
+            await self.redis.spublish(self.channel, message)
+        else:
+            await self.redis.publish(self.channel, message)
 
     def start_listening(self) -> None:
         if self._listener is None:
@@ -225,18 +241,35 @@ class Generations:
                 await self._listener
 
     async def _listen(self) -> None:
-        """Follow the control channel; reconnect with a pause if Redis goes away."""
+        """Follow the control channel; reconnect with a pause if Redis goes away (or, on
+        a cluster, the channel's shard moves: the subscription is made again on the node
+        that owns its slot then)."""
         while True:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    async for message in pubsub.listen():
-                        await self._handle(message.get("data"))
+                    if self.sharded:
+                        await self._follow_shard(cast(ClusterPubSub, pubsub))
+                    else:
+                        await pubsub.subscribe(self.channel)
+                        async for message in pubsub.listen():
+                            await self._handle(message.get("data"))
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
                 log.warning("control channel lost (%s); reconnecting", exc)
                 await asyncio.sleep(1.0)
+
+    async def _follow_shard(self, pubsub: ClusterPubSub) -> None:
+        await cast(RedisCluster, self.redis).initialize()  # the slot map, at the start
+        await pubsub.ssubscribe(self.channel)
+        while True:
+            message = await pubsub.get_sharded_message(
+                ignore_subscribe_messages=True, timeout=LISTEN_POLL
+            )
+            if message is not None:
+                await self._handle(message.get("data"))
+            elif not pubsub.node_pubsub_mapping:  # the subscription was dropped
+                raise PubSubError("the control channel is not subscribed any more")
 
     async def _handle(self, data: object) -> None:
         text = data.decode() if isinstance(data, bytes) else str(data)

@@ -1,0 +1,138 @@
+"""The Redis client, from the settings (SPEC "Redis topologies"): redis-py's own clients
+for each topology, with the same pool and retry options; no failover logic of our own.
+
+- one server: ``REDIS_URL`` as ``redis://``, ``rediss://`` (TLS; ``?ssl_ca_certs=...``
+  and the other ``ssl_*`` options ride in the URL) or ``unix://``;
+- a Redis Cluster (``REDIS_CLUSTER=1``): ``REDIS_URL`` names any node, the client learns
+  the others and routes each command, script and pipeline by its keys' slots (every key
+  of a user carries the ``{<user>}`` hash tag, so a user's scripts and transactions stay
+  on one slot; a pipeline over several slots is split by node and sent in parallel);
+- Sentinel (``REDIS_SENTINELS``, ``REDIS_SENTINEL_MASTER``): each new connection asks the
+  Sentinels where the master is; connections to a demoted master are dropped (Sentinel
+  kills them, and redis-py drops one that meets READONLY), so the bot follows a failover
+  by itself. ``REDIS_URL``'s user, password, database and TLS still apply (its host and
+  port do not).
+
+``RedisCluster`` is not a subclass of ``Redis`` but answers every command, script,
+pipeline and pub/sub call the bot makes (tests/test_redis_cluster.py runs the bot on one),
+so it is handed out as a ``Redis``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, cast
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import SSLConnection, parse_url
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisClusterException, RedisError
+
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+POOL_TIMEOUT = 10.0  # seconds a burst waits for a free connection before failing
+TIMEOUTS: dict[str, Any] = {
+    "socket_timeout": 5,
+    "socket_connect_timeout": 3,
+    "health_check_interval": 30,
+}
+SENTINEL_TIMEOUT = 1.0  # seconds for one Sentinel to answer (the next one is asked then)
+# what a connection to the master may take from REDIS_URL under Sentinel
+_FROM_URL = ("username", "password", "db")
+
+
+def _retry() -> Retry:
+    # a short retry: an outage is told to the user in about a second, and the next
+    # request reconnects by itself once Redis (or the new master) is back
+    return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2)
+
+
+class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """redis-py's Sentinel pool (each new connection asks the Sentinels for the master),
+    blocking like :class:`BlockingConnectionPool`: a burst waits for a free connection."""
+
+
+def connect(settings: Settings, max_connections: int = 50) -> Redis:
+    """The client for the settings' topology; at most ``max_connections`` connections
+    (per node on a cluster)."""
+    url = settings.redis_url.get_secret_value()
+    if settings.redis_sentinels:
+        return _sentinel(settings, url, max_connections)
+    if settings.redis_cluster:
+        cluster = RedisCluster.from_url(
+            url, max_connections=max_connections, retry=_retry(), **TIMEOUTS
+        )
+        return cast(Redis, cluster)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=POOL_TIMEOUT, retry=_retry(), **TIMEOUTS
+    )
+    return Redis(connection_pool=pool)
+
+
+def _sentinel(settings: Settings, url: str, max_connections: int) -> Redis:
+    parsed: dict[str, Any] = dict(parse_url(url))
+    options = {k: parsed[k] for k in _FROM_URL if k in parsed}
+    if parsed.get("connection_class") is SSLConnection:
+        options["ssl"] = True
+        options.update({k: v for k, v in parsed.items() if k.startswith("ssl_")})
+    timeouts = {"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT}
+    sentinels = list(settings.redis_sentinels)
+    sentinel = Sentinel(sentinels, sentinel_kwargs=timeouts)  # type: ignore[no-untyped-call]
+    assert settings.redis_sentinel_master is not None  # the settings check both are set
+    client: Redis = sentinel.master_for(
+        settings.redis_sentinel_master,
+        connection_pool_class=BlockingSentinelPool,
+        max_connections=max_connections,
+        timeout=POOL_TIMEOUT,
+        retry=_retry(),
+        **TIMEOUTS,
+        **options,
+    )
+    return client
+
+
+async def ready(redis: Redis) -> None:
+    """At start, before updates are served: a cluster client learns the slot map now.
+    (redis-py 8.1's cluster client, asked by many tasks at once before it has, may fail
+    some of them with an AttributeError.) If the cluster is unreachable, the first
+    command tries again."""
+    if isinstance(redis, RedisCluster):
+        try:
+            await redis.initialize()
+        except (RedisError, RedisClusterException, OSError) as exc:
+            log.warning("Redis Cluster not reachable at start: %s", exc)
+
+
+async def describe(redis: Redis) -> str:
+    """What ``python -m bot check`` says of the Redis it reached."""
+    info = await redis.info("server")
+    version = f"Redis {info.get('redis_version', '?')}"
+    if isinstance(redis, RedisCluster):
+        return f"{version}, a cluster of {len(redis.get_primaries())} masters"
+    pool = redis.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        host, port = await pool.get_master_address()  # type: ignore[no-untyped-call]
+        return f"{version}, master {pool.service_name!r} at {host}:{port} (Sentinel)"
+    return version
+
+
+def is_cluster(redis: Redis) -> bool:
+    return isinstance(redis, RedisCluster)
+
+
+async def aclose(redis: Redis) -> None:
+    """Close the client and its connections (and a Sentinel client's own to the
+    Sentinels)."""
+    if isinstance(redis, RedisCluster):
+        await redis.aclose()
+        return
+    manager = getattr(redis.connection_pool, "sentinel_manager", None)
+    await redis.aclose(close_connection_pool=True)
+    if isinstance(manager, Sentinel):
+        for client in manager.sentinels:
+            await client.aclose()
