@@ -245,9 +245,7 @@ async def test_an_unknown_model_is_404(double: GeminiDouble, make: Make) -> None
     assert isinstance(error, ModelNotFoundError) and "gemini-9" in str(error)
 
 
-async def test_input_over_the_context_is_context_too_long(
-    double: GeminiDouble, make: Make
-) -> None:
+async def test_input_over_the_context_is_context_too_long(double: GeminiDouble, make: Make) -> None:
     double.context_limit = 10
     _, error = await until_error(make(double.base_url), ask(Message("user", "word " * 100)))
     assert isinstance(error, ContextTooLongError)
