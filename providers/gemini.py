@@ -30,9 +30,13 @@ are surfaced as :attr:`Chunk.reasoning`, never as text. The last event's
 ``finishReason`` ends the answer: STOP is ``stop``, MAX_TOKENS ``length``; SAFETY,
 RECITATION and the other blocks raise :class:`DeclinedError` (after any text already
 sent), as does a prompt blocked before the model ran (``promptFeedback.blockReason``).
-``usageMetadata`` becomes the usage: ``promptTokenCount`` in, ``candidatesTokenCount``
-plus ``thoughtsTokenCount`` out (thoughts are billed as output). A stream that ends
-without a finish reason was cut.
+A block before any text reaches the user is a refusal, and the bot gives the request back
+(``Outcome.free``: no text, no billable work counted): Google's reference says a blocked
+prompt never reaches the model; a response blocked after the model ran may bill its input
+tokens, a cost the operator carries rather than charging a user for nothing shown. A
+block after text counts, like any answer cut short. ``usageMetadata`` becomes the usage:
+``promptTokenCount`` in, ``candidatesTokenCount`` plus ``thoughtsTokenCount`` out
+(thoughts are billed as output). A stream that ends without a finish reason was cut.
 
 Images are drawn with ``generateContent`` and ``responseModalities: ["TEXT", "IMAGE"]``;
 the first ``inlineData`` part of the answer is the picture.
@@ -48,6 +52,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from providers.base import ChatRequest, Chunk, Image, Message, ProviderConfig, Usage
 from providers.errors import (
@@ -195,7 +200,7 @@ class GeminiProvider(HttpProvider):
         names: list[str] = []
         token = ""
         for _ in range(_MAX_PAGES):
-            query = "models?pageSize=1000" + (f"&pageToken={token}" if token else "")
+            query = "models?pageSize=1000" + (f"&pageToken={quote(token)}" if token else "")
             data = await self._get_json(query)
             items = data.get("models") if isinstance(data, dict) else None
             if not isinstance(items, list):
