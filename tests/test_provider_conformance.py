@@ -293,8 +293,8 @@ async def test_a_hang_is_a_timeout(setup: Setup) -> None:
 
 
 async def test_a_stall_mid_stream_is_a_timeout_after_the_text(setup: Setup) -> None:
-    setup.double.default = Reply(chunks=["a", "b", "c"], chunk_delay=1.0)
-    chunks, error = await until_error(setup.make(timeout=0.3), setup.ask())
+    setup.double.default = Reply(chunks=["a", "b", "c"], chunk_delay=2.0)
+    chunks, error = await until_error(setup.make(timeout=0.6), setup.ask())
     assert isinstance(error, ProviderTimeoutError), repr(error)
     assert texts(chunks) == ["a"]
     assert setup.posts() == 1
