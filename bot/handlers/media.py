@@ -54,7 +54,7 @@ def photo_of(message: Message | None) -> tuple[Photo, int | None] | None:
         return Photo(largest.file_id, "image/jpeg"), largest.file_size
     document = message.document
     if document is not None and document.mime_type in IMAGE_TYPES:
-        return Photo(document.file_id, document.mime_type), document.file_size
+        return Photo(document.file_id, document.mime_type or "image/jpeg"), document.file_size
     return None
 
 
