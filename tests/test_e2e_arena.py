@@ -46,6 +46,15 @@ def names_in(text: str) -> list[str]:
     return found
 
 
+async def pair_counts(h: Harness, redis_url: str) -> dict[bytes, bytes]:
+    """The arena's counted outcomes per pair, as kept in Redis."""
+    client = aioredis.from_url(redis_url)
+    try:
+        return dict(await client.hgetall(f"arena:pairs:{h.tg.bot_id}"))
+    finally:
+        await client.aclose()
+
+
 async def battle(h: Harness, user: FakeUser, question: str) -> dict[str, Any]:
     """Ask a battle; the second answer once it carries the vote buttons."""
     await user.send(f"/arena {question}")
@@ -94,11 +103,7 @@ async def test_a_blind_battle_names_no_model_until_the_vote(redis_url: str, tmp_
         query = await ann.click(go_on, message_id=first["message_id"])
         assert "Now talking to" in str((await h.tg.wait_callback_answer(query["id"])).params)
 
-        client = aioredis.from_url(redis_url)
-        try:
-            pairs = await client.hgetall(f"arena:pairs:{h.tg.bot_id}")
-        finally:
-            await client.aclose()
+        pairs = await pair_counts(h, redis_url)
         assert sum(int(v) for v in pairs.values()) == 1
 
 
@@ -138,11 +143,7 @@ async def test_pairs_fill_up_evenly(redis_url: str, tmp_path: Path) -> None:
             second = await battle(h, ann, f"question {i}")
             vote = await ann.click(EN.arena_tie, message_id=second["message_id"])
             await h.tg.wait_callback_answer(vote["id"])
-        client = aioredis.from_url(redis_url)
-        try:
-            pairs = await client.hgetall(f"arena:pairs:{h.tg.bot_id}")
-        finally:
-            await client.aclose()
+        pairs = await pair_counts(h, redis_url)
         assert len(pairs) == 6 and set(pairs.values()) == {b"1"}, pairs
 
 
@@ -157,11 +158,7 @@ async def test_an_answer_naming_its_model_is_not_counted(redis_url: str, tmp_pat
         asked = {r.json["model"] for r in h.llm_requests()}
         named = [title for title, name in NAMES.values() if name in asked]
         assert said == EN.arena_named.format(models=", ".join(sorted(named, key=said.index)))
-        client = aioredis.from_url(redis_url)
-        try:
-            assert await client.hgetall(f"arena:pairs:{h.tg.bot_id}") == {}  # not counted
-        finally:
-            await client.aclose()
+        assert await pair_counts(h, redis_url) == {}  # not counted
 
 
 async def test_top_ranks_the_arena_and_keeps_the_best_counts(
@@ -250,11 +247,7 @@ async def test_two_replicas_take_one_vote_per_battle(redis_url: str, tmp_path: P
         assert sorted(answers) == sorted([EN.arena_counted, EN.arena_already])
         routed = dict(h.balancer.routed[-2:])
         assert len(set(routed.values())) == 2  # one press each
-        client = aioredis.from_url(redis_url)
-        try:
-            pairs = await client.hgetall(f"arena:pairs:{h.tg.bot_id}")
-        finally:
-            await client.aclose()
+        pairs = await pair_counts(h, redis_url)
         assert sum(int(v) for v in pairs.values()) == 1
 
 
@@ -269,9 +262,5 @@ async def test_votes_over_the_daily_cap_are_thanked_not_counted(
             vote = await ann.click(EN.arena_b_better, message_id=second["message_id"])
             said.append((await h.tg.wait_callback_answer(vote["id"])).params["text"])
         assert said == [EN.arena_counted, EN.arena_over_cap.format(limit=1)]
-        client = aioredis.from_url(redis_url)
-        try:
-            pairs = await client.hgetall(f"arena:pairs:{h.tg.bot_id}")
-        finally:
-            await client.aclose()
+        pairs = await pair_counts(h, redis_url)
         assert sum(int(v) for v in pairs.values()) == 1
