@@ -83,7 +83,9 @@ async def test_a_new_user_gets_the_catalog_defaults(
     redis: Redis, make_catalog: MakeCatalog
 ) -> None:
     prefs = Prefs(redis, make_catalog())
-    assert await prefs.get(ANN) == UserPrefs(model="llama", compare=("llama", "qwen"))
+    assert await prefs.get(ANN) == UserPrefs(
+        model="llama", compare=("llama", "qwen"), merge="llama"
+    )
     assert await redis.exists(Prefs.key(ANN)) == 0  # reading writes nothing
 
 
@@ -131,9 +133,13 @@ async def test_compare_set_is_stored_and_parsed(redis: Redis, make_catalog: Make
     prefs = Prefs(redis, make_catalog())
     await prefs.set(ANN, compare="gpt,qwen,phi")
     assert await redis.hget(Prefs.key(ANN), "compare") == b"gpt,qwen,phi"
-    assert await prefs.get(ANN) == UserPrefs(model="llama", compare=("gpt", "qwen", "phi"))
+    assert await prefs.get(ANN) == UserPrefs(
+        model="llama", compare=("gpt", "qwen", "phi"), merge="llama"
+    )
     await prefs.set(ANN, model="qwen")
-    assert await prefs.get(ANN) == UserPrefs(model="qwen", compare=("gpt", "qwen", "phi"))
+    assert await prefs.get(ANN) == UserPrefs(
+        model="qwen", compare=("gpt", "qwen", "phi"), merge="llama"
+    )
 
 
 async def test_unusable_models_leave_the_compare_set(
@@ -144,6 +150,7 @@ async def test_unusable_models_leave_the_compare_set(
     assert got.compare == ("qwen", "phi")
 
 
+@pytest.mark.keys_without_expiry(r"prefs:\{\d+\}")  # written here, as damaged data
 @pytest.mark.parametrize(
     "stored",
     [
@@ -165,10 +172,11 @@ async def test_a_set_with_fewer_than_two_usable_models_falls_back(
     assert got.compare == tuple(catalog.default_compare) == ("llama", "qwen")
 
 
+@pytest.mark.keys_without_expiry(r"prefs:\{\d+\}")  # written here, as damaged data
 async def test_damaged_values_fall_back_too(redis: Redis, make_catalog: MakeCatalog) -> None:
     await redis.hset(Prefs.key(ANN), mapping={"model": "", "compare": ",,,", "junk": "x"})
     assert await Prefs(redis, make_catalog()).get(ANN) == UserPrefs(
-        model="llama", compare=("llama", "qwen")
+        model="llama", compare=("llama", "qwen"), merge="llama"
     )
 
 
@@ -183,4 +191,14 @@ async def test_prefs_expire_and_every_change_renews_them(
     await redis.expire(Prefs.key(ANN), 60)
     await prefs.set(ANN, compare="llama,phi")
     assert PREFS_TTL - 5 <= await redis.ttl(Prefs.key(ANN)) <= PREFS_TTL
-    assert await prefs.get(ANN) == UserPrefs(model="qwen", compare=("llama", "phi"))
+    assert await prefs.get(ANN) == UserPrefs(model="qwen", compare=("llama", "phi"), merge="llama")
+
+
+async def test_the_merge_model_is_stored_and_falls_back(
+    redis: Redis, make_catalog: MakeCatalog
+) -> None:
+    prefs = Prefs(redis, make_catalog())
+    await prefs.set(ANN, merge="qwen")
+    assert (await prefs.get(ANN)).merge == "qwen"
+    await prefs.set(ANN, merge="no-such-model")
+    assert (await prefs.get(ANN)).merge == "llama"  # the catalog's: its default model
