@@ -18,6 +18,7 @@ from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
 from aiogram.types import BotCommand, BotCommandScopeDefault, TelegramObject
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bot import redact, redis_client
 from bot.catalog import Catalog, CatalogError, load_catalog
@@ -35,10 +36,11 @@ from bot.services.gate import StartGate
 from bot.services.generations import Generations
 from bot.services.media import MediaService
 from bot.services.merge import MergeService
+from bot.services.payments import Payments, Signer
 from bot.services.pool import ProviderPool
 from bot.settings import Settings, environ_with_dotenv
 from bot.telegram import make_bot
-from bot.texts import EN, LANGUAGES
+from bot.texts import EN, LANGUAGES, Texts
 
 log = logging.getLogger(__name__)
 
@@ -150,16 +152,32 @@ class App:
         (Stop and reload from other replicas)."""
         await redis_client.ready(self.redis)
         self.generations.start_listening()
+        sells = self.catalog.sells  # /buy in the menu only with something to sell
+
+        def menu(texts: Texts) -> dict[str, str]:
+            return {**texts.commands, "buy": texts.buy_command} if sells else texts.commands
+
         await asyncio.gather(
+            self.reconcile_payments(),
             *(
                 self.bot.set_my_commands(
-                    [BotCommand(command=c, description=d) for c, d in texts.commands.items()],
+                    [BotCommand(command=c, description=d) for c, d in menu(texts).items()],
                     scope=BotCommandScopeDefault(),
                     language_code=None if texts is EN else code,
                 )
                 for code, texts in LANGUAGES.items()
-            )
+            ),
         )
+
+    async def reconcile_payments(self) -> None:
+        """At start: credit any Stars payment Telegram took that was never credited (the
+        bot died between the charge and the credit)."""
+        if not self.catalog.sells:
+            return
+        try:
+            await self.services["payments"].reconcile(self.bot)
+        except (TelegramAPIError, RedisError, aiohttp.ClientError, OSError) as exc:
+            log.error("payments: start-up reconciliation failed: %s", exc)
 
     async def run_polling(self, handle_signals: bool = True) -> None:
         await asyncio.gather(
@@ -243,6 +261,15 @@ def services(core: Core) -> dict[str, Any]:
         "media_service": media,
         "arena_service": arena,
         "merge_service": MergeService(catalog, core.prefs, core.compare_store, chat),
+        "payments": Payments(
+            redis,
+            catalog,
+            Signer.for_bot(
+                settings.bot_token.get_secret_value(),
+                settings.payments_secret.get_secret_value() if settings.payments_secret else None,
+            ),
+            core.quota.clock,
+        ),
     }
 
 
@@ -261,6 +288,8 @@ async def run(settings: Settings, environ: dict[str, str]) -> int:
     redactor = redact.Redactor([settings.bot_token.get_secret_value()])
     if settings.webhook_secret is not None:
         redactor.add(settings.webhook_secret.get_secret_value())
+    if settings.payments_secret is not None:
+        redactor.add(settings.payments_secret.get_secret_value())
     redact.install(redactor, settings.log_level)
     try:
         catalog = load_catalog(settings.models_file, environ)

@@ -6,6 +6,7 @@ of the entry (where the entry has a header line of its own) and what is wrong.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import tomllib
@@ -76,6 +77,27 @@ class ModelSpec(_Strict):
     edits: StrictBool = False  # an image model that edits a photo sent with /image
 
 
+PRODUCT_ID = re.compile(r"^[a-z0-9_-]{1,16}$")
+
+
+class PackSpec(_Strict):
+    """A one-off pack of paid credits, bought with Telegram Stars (SPEC "Paid credits")."""
+
+    id: str
+    title: str = Field(min_length=1, max_length=32)
+    stars: int = Field(ge=1, le=10000)
+    credits: int = Field(gt=0, le=10_000_000)
+
+
+class PlanSpec(_Strict):
+    """A monthly subscription: its daily allowance replaces the free one while active."""
+
+    id: str
+    title: str = Field(min_length=1, max_length=32)
+    stars: int = Field(ge=1, le=10000)
+    daily_limit: int = Field(gt=0, le=10_000_000)
+
+
 @dataclass(frozen=True)
 class Catalog:
     """The validated catalog, with the models whose provider has no key set apart."""
@@ -89,6 +111,13 @@ class Catalog:
     # Providers that did not answer the probe at start (ProviderPool): their models are
     # hidden until a later probe reaches them. Changed in place, by the pool only.
     unreachable: set[str] = field(default_factory=set)
+    packs: dict[str, PackSpec] = field(default_factory=dict)  # what /buy sells, in order
+    plans: dict[str, PlanSpec] = field(default_factory=dict)
+
+    @property
+    def sells(self) -> bool:
+        """Whether there is anything to buy (/buy, in menus and help)."""
+        return bool(self.packs or self.plans)
 
     def is_hidden(self, model_id: str) -> bool:
         """Whether a model is out of use: its key is unset, or its provider unreachable."""
@@ -303,13 +332,17 @@ class _Validator:
 
     def catalog(self, environ: Mapping[str, str]) -> Catalog:
         for key in self.data:
-            if key not in ("defaults", "providers", "models"):
-                self.problem(key, "unknown section (expected defaults, providers, models)")
+            if key not in ("defaults", "providers", "models", "packs", "plans"):
+                self.problem(
+                    key, "unknown section (expected defaults, providers, models, packs, plans)"
+                )
         defaults = self.parse(
             Defaults, self.data.get("defaults"), "[defaults]", self.header_line(r"^\[defaults\]")
         )
         providers = self.providers()
         models = self.models(providers)
+        packs = self.products("packs", PackSpec)
+        plans = self.products("plans", PlanSpec)
         if defaults is not None:
             self.check_defaults(defaults, models)
         if not models and not self.problems:
@@ -319,7 +352,37 @@ class _Validator:
         if self.problems:
             raise CatalogError("the model catalog is not valid:\n  " + "\n  ".join(self.problems))
         assert defaults is not None
-        return _resolve(self.path, defaults, providers, models, environ)
+        catalog = _resolve(self.path, defaults, providers, models, environ)
+        return dataclasses.replace(catalog, packs=packs, plans=plans)
+
+    def products(self, section: str, spec: type[_Strict]) -> dict[str, Any]:
+        """``[[packs]]`` or ``[[plans]]``: ids unique over both sections."""
+        raw = self.data.get(section, [])
+        if not isinstance(raw, list):
+            self.problem(section, f"must be an array of tables ([[{section}]])")
+            return {}
+        taken = set() if section == "packs" else self._pack_ids()
+        result: dict[str, Any] = {}
+        for index, entry in enumerate(raw):
+            line = self.header_line(rf"^\[\[{section}\]\]", index)
+            label = entry.get("id") if isinstance(entry, dict) else None
+            where = f"[[{section}]] #{index + 1}" + (f" (id {label!r})" if label else "")
+            product = self.parse(spec, entry, where, line)
+            if product is None:
+                continue
+            if not PRODUCT_ID.match(product.id):
+                self.problem(where, "id must be 1-16 characters of a-z, 0-9, '_', '-'", line)
+            elif product.id in result or product.id in taken:
+                self.problem(where, f"duplicate pack or plan id {product.id!r}", line)
+            else:
+                result[product.id] = product
+        return result
+
+    def _pack_ids(self) -> set[str]:
+        raw = self.data.get("packs", [])
+        if not isinstance(raw, list):
+            return set()
+        return {e["id"] for e in raw if isinstance(e, dict) and isinstance(e.get("id"), str)}
 
     @property
     def declared(self) -> set[str]:

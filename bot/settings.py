@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     voice_max_seconds: int = Field(default=300, ge=1)  # longer voice messages are refused
     arena_daily_votes: int = Field(default=50, ge=0)  # a user's counted arena votes a day
+    # SPEC "Paid credits": the key invoice payloads are signed with (default: derived
+    # from BOT_TOKEN), and the text /terms shows (default: a short standard one)
+    payments_secret: SecretStr | None = None
+    terms_text: str | None = None
 
     # SPEC "Redis topologies": a Redis Cluster (REDIS_URL names a node), or Sentinel
     redis_cluster: bool = False

@@ -22,6 +22,12 @@ PERMANENT_KEYS = (
     # the arena's counted outcomes per pair of models: the data its leaderboard is fitted
     # from (bot/services/arena_store.py)
     re.compile(r"arena:pairs:\d+"),
+    # a user's paid credits, plan and the charges credited: bought with money, they must
+    # not expire, and a charge id must stay known so it is never credited twice
+    # (bot/services/payments.py)
+    re.compile(r"paid:\{\d+\}"),
+    # a user's ledger of paid credits and debits, trimmed by length (MAXLEN ~)
+    re.compile(r"ledger:\{\d+\}"),
 )
 
 

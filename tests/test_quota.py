@@ -241,3 +241,46 @@ async def test_admins_are_never_counted(redis: Redis, tmp_path: Path) -> None:
         assert r.granted == ["capped", "dear"] and r.exempt
         assert await q.refund(r, ["capped"]) == 0
     assert [k async for k in redis.scan_iter("quota:*")] == []
+
+
+# --- paid credits (SPEC "Paid credits with Telegram Stars") ------------------------------
+
+
+async def test_paid_credits_pay_past_the_free_limits_all_or_nothing(
+    redis: Redis, tmp_path: Path
+) -> None:
+    cat = catalog(tmp_path, overall=4, capped=1)
+    q = quota(redis, cat)
+    await redis.hset("paid:{1}", "balance", 6)
+    dear, capped = cat.models["dear"], cat.models["capped"]
+    assert (await q.reserve(1, [dear])).grants["dear"] == Grant.OK  # free: 4 of 4
+    paid = await q.reserve(1, [dear], request_id="r2")  # the allowance refuses: paid, 6 -> 2
+    assert paid.grants["dear"] == Grant.PAID and paid.ok("dear") and paid.paid("dear")
+    assert (await q.reserve(1, [dear], request_id="r2")).grants["dear"] == Grant.PAID  # again
+    assert (await q.reserve(1, [dear])).grants["dear"] == Grant.OVERALL_CAP  # 2 < 4: nothing
+    assert int(await redis.hget("paid:{1}", "balance")) == 2
+    # the model's own cap refuses: 1 paid credit
+    assert (await q.reserve(1, [capped])).grants["capped"] == Grant.PAID
+    assert int(await redis.hget("paid:{1}", "balance")) == 1
+    # a refund goes back where it came from, once
+    assert await q.refund(paid, ["dear"]) == 4
+    assert await q.refund(paid, ["dear"]) == 0
+    assert int(await redis.hget("paid:{1}", "balance")) == 5
+    usage = await q.usage(1)
+    assert usage.total == 4  # paid requests never touch the free allowance
+    kinds = [f[b"kind"] for _, f in await redis.xrange("ledger:{1}")]
+    assert kinds == [b"debit", b"debit", b"refund"]
+    assert int(await redis.hget(f"paystats:{datetime.now(UTC):%Y-%m-%d}", "spent")) == 1
+
+
+async def test_an_active_plan_raises_the_overall_allowance(redis: Redis, tmp_path: Path) -> None:
+    cat = catalog(tmp_path, overall=2)
+    clock = Clock(datetime(2026, 3, 1, 12, tzinfo=UTC))
+    q = quota(redis, cat, clock=clock)
+    cheap = cat.models["cheap"]
+    await redis.hset("paid:{1}", mapping={"plan_daily": 3, "plan_end": int(clock.now) + 60})
+    grants = [(await q.reserve(1, [cheap])).grants["cheap"] for _ in range(4)]
+    assert grants == [Grant.OK] * 3 + [Grant.OVERALL_CAP]
+    clock.now += 120  # the plan ended: back to the free 2 (3 used already)
+    assert (await q.reserve(1, [cheap])).grants["cheap"] == Grant.OVERALL_CAP
+    assert not await redis.exists("ledger:{1}")  # no paid credit moved

@@ -18,6 +18,7 @@ def get_routers() -> list[Router]:
         media,
         model,
         other,
+        payments,
         start,
     )
 
@@ -25,5 +26,18 @@ def get_routers() -> list[Router]:
     # to the arena): most updates are chat messages, and its filter takes no command, so
     # they need not pass every command's filter first. `other` last: it answers whatever
     # the feature routers did not take.
-    routers = (errors, arena, chat, start, admin, model, language, compare, limits, media, other)
+    routers = (
+        errors,
+        payments,
+        arena,
+        chat,
+        start,
+        admin,
+        model,
+        language,
+        compare,
+        limits,
+        media,
+        other,
+    )
     return [m.router() for m in routers]

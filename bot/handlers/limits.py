@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
 from bot.catalog import Catalog, ModelSpec
+from bot.services.payments import Payments
 from bot.services.quota import Quota
 from bot.texts import Texts
 from bot.texts.base import html, reset_time
@@ -18,13 +21,18 @@ def router() -> Router:
     return r
 
 
-async def limits(message: Message, texts: Texts, quota: Quota, catalog: Catalog) -> None:
+async def limits(
+    message: Message, texts: Texts, quota: Quota, catalog: Catalog, payments: Payments
+) -> None:
     assert message.from_user is not None
     if quota.is_exempt(message.from_user.id):
         await message.answer(texts.limits_admin)
         return
     usage = await quota.usage(message.from_user.id)
+    balance = await payments.balance(message.from_user.id) if catalog.sells else None
     cap = quota.overall_cap
+    if balance is not None and cap and balance.plan_daily > cap:  # an active plan's allowance
+        cap = balance.plan_daily
     overall_left = max(0, cap - usage.total) if cap else None
     lines = [
         html(texts.limits_overall, left=overall_left, limit=cap)
@@ -37,6 +45,18 @@ async def limits(message: Message, texts: Texts, quota: Quota, catalog: Catalog)
         )
     lines.append("")
     lines.append(html(texts.limits_resets, **reset_time(texts, usage.resets_at, quota.clock())))
+    if balance is not None:
+        lines.append(html(texts.limits_paid, credits=balance.credits))
+        if balance.plan is not None:
+            plan = catalog.plans.get(balance.plan)
+            lines.append(
+                html(
+                    texts.limits_plan,
+                    title=plan.title if plan else balance.plan,
+                    limit=balance.plan_daily,
+                    date=datetime.fromtimestamp(balance.plan_end, UTC).strftime("%Y-%m-%d"),
+                )
+            )
     await message.answer("\n".join(lines), parse_mode="HTML")
 
 

@@ -169,6 +169,33 @@ class Texts:
     image_edits_unavailable: str  # no usable image model edits photos
     # a provider's filter or the model declined (a safety or recitation block)
     error_declined: str  # {model}
+    # paid credits with Telegram Stars (SPEC "Paid credits with Telegram Stars")
+    buy_title: str  # /buy: above the packs and plans
+    buy_pack_button: str  # {title}, {stars}
+    buy_plan_button: str  # {title}, {stars}, {limit}
+    invoice_pack_description: str  # {credits}
+    invoice_plan_description: str  # {limit}
+    plan_invoice_text: str  # HTML: {title}
+    plan_subscribe_button: str
+    checkout_refused: str  # the invoice is forged, stale, for another user or price
+    checkout_unavailable: str  # Redis is away: no money taken
+    paid_pack: str  # {credits}, {balance}
+    paid_plan: str  # {title}, {date}
+    paid_problem: str  # a payment we could not match
+    subscription_canceled: str
+    subscription_active: str
+    subscription_failed: str
+    limits_paid: str  # {credits}
+    limits_plan: str  # HTML: {title}, {limit}, {date}
+    paysupport: str
+    terms_default: str
+    refund_usage: str
+    refund_done: str  # {removed}, {spent}
+    refund_unknown: str
+    refund_already: str
+    refund_refused: str  # {problem}
+    stats_payments: str  # {stars}, {spent}
+    buy_command: str  # the /buy line in the menu and /help
 
     def __post_init__(self) -> None:
         """Check every count's forms against the language's plural rules, and make the

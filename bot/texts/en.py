@@ -204,4 +204,51 @@ EN = Texts(
     ),
     image_edits_unavailable="No image model here can edit photos.",
     error_declined="{model} declined this request. Try rephrasing it.",
+    buy_title=(
+        "<b>Buy credits with Telegram Stars</b>\nPaid credits are used once the free "
+        "daily allowance runs out; a plan raises the daily allowance for 30 days."
+    ),
+    buy_pack_button="{title} · {stars} ⭐",
+    buy_plan_button="{title}: {limit} credits a day · {stars} ⭐ / 30 days",
+    invoice_pack_description="{credits:#paid credit|paid credits} for any model.",
+    invoice_plan_description=(
+        "A daily allowance of {limit:#credit|credits} for 30 days, renewed monthly."
+    ),
+    plan_invoice_text="Subscribe to <b>{title}</b>:",
+    plan_subscribe_button="⭐ Subscribe",
+    checkout_refused="This invoice is no longer valid. Send /buy for a new one.",
+    checkout_unavailable="Payments are temporarily unavailable. Please try again in a minute.",
+    paid_pack=(
+        "Thank you! {credits:#credit|credits} added. Paid balance: {balance:#credit|credits}."
+    ),
+    paid_plan="Thank you! {title} is active until {date}.",
+    paid_problem=(
+        "Your payment arrived but could not be matched to a product. Send /paysupport "
+        "and we will sort it out."
+    ),
+    subscription_canceled=(
+        "Your subscription is canceled: it stays active until the end of the paid period."
+    ),
+    subscription_active="Your subscription is active again.",
+    subscription_failed="Your subscription could not be renewed. Send /buy to subscribe again.",
+    limits_paid="Paid balance: {credits:#credit|credits}.",
+    limits_plan="Plan <b>{title}</b>: {limit:#credit|credits} a day, until {date}.",
+    paysupport=(
+        "Payment questions: reply here describing the problem and your payment date; an "
+        "admin will answer. Refunds of unused credits are possible within 14 days."
+    ),
+    terms_default=(
+        "Credits are bought with Telegram Stars and used for requests to the models "
+        "here. Unused credits of a pack can be refunded on request (/paysupport). Plans "
+        "renew every 30 days until canceled."
+    ),
+    refund_usage="Usage: /refund <user id> <charge id>",
+    refund_done=(
+        "Refunded. {removed:#credit|credits} taken back; {spent:#credit|credits} had been spent."
+    ),
+    refund_unknown="No such payment of that user.",
+    refund_already="That payment was refunded already.",
+    refund_refused="Telegram refused the refund: {problem}",
+    stats_payments="Stars received: {stars}; paid credits spent: {spent}",
+    buy_command="buy credits with Telegram Stars",
 )

@@ -1162,6 +1162,178 @@ class TelegramDouble(DoubleServer):
         self.push_update({"callback_query": query})
         return query
 
+    # --- payments in Telegram Stars (sendInvoice, pre_checkout_query, successful_payment) --
+
+    @property
+    def stars(self) -> StarsLedger:
+        """What the payment side of the double saw: invoices, answers, transactions."""
+        ledger: StarsLedger | None = self.__dict__.get("_stars")
+        if ledger is None:
+            ledger = self.__dict__["_stars"] = StarsLedger()
+        return ledger
+
+    def _api_sendInvoice(self, params: dict[str, Any]) -> dict[str, Any]:
+        prices = _json_list(params.get("prices"))
+        if params.get("currency") == "XTR" and (len(prices) != 1 or params.get("provider_token")):
+            raise bad_request("Bad Request: XTR invoices take one price and no provider_token")
+        chat = self._chat(params, sending=True)
+        message = self._new_message(chat, self.bot_user)
+        message["invoice"] = {
+            "title": params.get("title"),
+            "description": params.get("description"),
+            "start_parameter": "",
+            "currency": params.get("currency"),
+            "total_amount": sum(int(p["amount"]) for p in prices),
+        }
+        # stored in the chat, but not among the bot's messages ``next_message`` reads
+        self.stars.invoices[(chat.id, message["message_id"])] = dict(params, prices=prices)
+        return self._store(chat, message)
+
+    def _api_createInvoiceLink(self, params: dict[str, Any]) -> str:
+        prices = _json_list(params.get("prices"))
+        if params.get("currency") == "XTR" and len(prices) != 1:
+            raise bad_request("Bad Request: XTR invoices take one price")
+        link = f"https://t.me/$invoice{len(self.stars.links) + 1}"
+        self.stars.links[link] = dict(params, prices=prices)
+        return link
+
+    def _api_answerPreCheckoutQuery(self, params: dict[str, Any]) -> bool:
+        query_id = str(params.get("pre_checkout_query_id"))
+        if query_id not in self.stars.queries:
+            raise bad_request("Bad Request: query is too old and response timeout expired")
+        self.stars.answers[query_id] = {
+            "ok": _bool(params.get("ok")),
+            "error_message": params.get("error_message"),
+            "time": time.monotonic(),
+        }
+        return True
+
+    def _api_refundStarPayment(self, params: dict[str, Any]) -> bool:
+        charge = str(params.get("telegram_payment_charge_id"))
+        found = self.stars.transactions.get(charge)
+        if found is None or found["source"]["user"]["id"] != int(params.get("user_id", 0)):
+            raise bad_request("Bad Request: CHARGE_NOT_FOUND")
+        if charge in self.stars.refunded:
+            raise bad_request("Bad Request: CHARGE_ALREADY_REFUNDED")
+        self.stars.refunded.add(charge)
+        return True
+
+    def _api_getStarTransactions(self, params: dict[str, Any]) -> dict[str, Any]:
+        offset, limit = _int(params, "offset", 0), _int(params, "limit", 100)
+        newest = list(reversed(self.stars.transactions.values()))
+        return {"transactions": [_copy(t) for t in newest[offset : offset + limit]]}
+
+    def pre_checkout(
+        self,
+        sender: dict[str, Any],
+        payload: str,
+        total_amount: int,
+        currency: str = "XTR",
+    ) -> str:
+        """The user confirms a payment: a pre_checkout_query update; returns its id."""
+        query_id = f"pcq{len(self.stars.queries) + 1}"
+        query = {
+            "id": query_id,
+            "from": dict(sender),
+            "currency": currency,
+            "total_amount": total_amount,
+            "invoice_payload": payload,
+        }
+        self.stars.queries[query_id] = {**query, "time": time.monotonic()}
+        self.push_update({"pre_checkout_query": query})
+        return query_id
+
+    async def wait_pre_checkout_answer(self, query_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        return await self._wait(
+            lambda: self.stars.answers.get(query_id), timeout, f"the answer to {query_id}"
+        )
+
+    def charge(
+        self,
+        sender: dict[str, Any],
+        payload: str,
+        total_amount: int,
+        *,
+        charge_id: str | None = None,
+        deliver: bool = True,
+        subscription_expiration_date: int | None = None,
+        is_recurring: bool = False,
+    ) -> str:
+        """Telegram takes the Stars (a transaction ``getStarTransactions`` lists) and,
+        with ``deliver``, sends the bot the successful_payment message; returns the
+        charge id. ``deliver=False``: the bot died before it got (or stored) it."""
+        charge_id = charge_id or f"stxcharge{len(self.stars.transactions) + 1:06d}"
+        self.stars.transactions[charge_id] = {
+            "id": charge_id,
+            "amount": total_amount,
+            "date": int(time.time()),
+            "source": {
+                "type": "user",
+                "transaction_type": "invoice_payment",
+                "user": dict(sender),
+                "invoice_payload": payload,
+            },
+        }
+        if deliver:
+            self.deliver_payment(
+                sender, payload, total_amount, charge_id, subscription_expiration_date, is_recurring
+            )
+        return charge_id
+
+    def deliver_payment(
+        self,
+        sender: dict[str, Any],
+        payload: str,
+        total_amount: int,
+        charge_id: str,
+        subscription_expiration_date: int | None = None,
+        is_recurring: bool = False,
+    ) -> dict[str, Any]:
+        """The successful_payment message (again, for a redelivery)."""
+        payment: dict[str, Any] = {
+            "currency": "XTR",
+            "total_amount": total_amount,
+            "invoice_payload": payload,
+            "telegram_payment_charge_id": charge_id,
+            "provider_payment_charge_id": "",
+        }
+        if subscription_expiration_date is not None:
+            payment["subscription_expiration_date"] = subscription_expiration_date
+        if is_recurring:
+            payment["is_recurring"] = True
+        return self.deliver_message(sender, int(sender["id"]), {"successful_payment": payment})
+
+    def subscription_update(self, sender: dict[str, Any], payload: str, state: str) -> None:
+        """A ``subscription`` update: the user's plan was canceled, is active or failed."""
+        self.push_update(
+            {"subscription": {"user": dict(sender), "invoice_payload": payload, "state": state}}
+        )
+
+
+@dataclass
+class StarsLedger:
+    invoices: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)
+    queries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refunded: set[str] = field(default_factory=set)
+
+    def last_invoice_payload(self) -> tuple[str, int]:
+        params = list(self.invoices.values())[-1]
+        return str(params["payload"]), int(params["prices"][0]["amount"])
+
+    def last_link_payload(self) -> tuple[str, int]:
+        params = list(self.links.values())[-1]
+        return str(params["payload"]), int(params["prices"][0]["amount"])
+
+
+def _json_list(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = json.loads(value)
+    return value if isinstance(value, list) else []
+
 
 @dataclass
 class FakeGroup:
