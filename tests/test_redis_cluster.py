@@ -16,10 +16,12 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from bot import redis_client
+from bot.check import run_check
 from bot.services.paste import Pastes
 from bot.services.stats import SHARDS, Stats
+from bot.settings import Settings
 from bot.texts import EN
-from tests.harness import running_bot, running_webhook_bot
+from tests.harness import KEYS, running_bot, running_webhook_bot, write_catalog
 from tests.redis_cluster import RedisClusterServers
 
 # The end-to-end tests run again on the cluster (imported: pytest collects them here,
@@ -228,3 +230,24 @@ async def test_two_replicas_race_for_one_arena_vote(redis_url: str, tmp_path: Pa
         finally:
             await client.aclose()
         assert sum(int(v) for v in pairs.values()) == 1
+
+
+async def test_check_says_it_is_a_cluster(redis_url: str, tmp_path: Path) -> None:
+    catalog = write_catalog(
+        tmp_path,
+        **dict.fromkeys(("openai", "mistral", "llama", "ollama"), "http://127.0.0.1:1"),
+        timeout=1,
+        daily_limit=0,
+        extra="",
+    )
+    config = Settings(
+        bot_token="1:x",
+        telegram_api_url="http://127.0.0.1:1",
+        redis_url=redis_url,
+        models_file=catalog,
+    )
+    assert config.redis_cluster  # from REDIS_CLUSTER=1
+    lines: list[str] = []
+    await run_check(config, KEYS, lines.append)
+    redis_line = next(line for line in lines if line.startswith("redis"))
+    assert " ok " in redis_line and "a cluster of 3 masters" in redis_line, redis_line

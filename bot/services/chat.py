@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import time
 from collections.abc import Sequence
 
 from aiogram import Bot
@@ -29,7 +31,11 @@ from providers import ChatRequest, Image, Message
 
 log = logging.getLogger(__name__)
 
-RECORD_ATTEMPTS = 4  # tries to record an outcome while Redis is away (1 + 2 + 4 s apart)
+# An outcome is tried again every RECORD_EVERY seconds while Redis is away, for as long
+# as the chat's lock lease lasts: a Sentinel failover's gap (about 12 s) is covered, and
+# the chat is freed as soon as the new master takes writes.
+RECORD_SECONDS = 30.0
+RECORD_EVERY = 1.0
 
 
 class ChatService:
@@ -135,7 +141,8 @@ class ChatService:
         While Redis is away this is tried a few more times: the answer was delivered, and
         the conversation should not lose it."""
         chat_id, user_id = target.chat_id, target.user_id
-        for attempt in range(RECORD_ATTEMPTS):
+        give_up = time.monotonic() + RECORD_SECONDS
+        for attempt in itertools.count():
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     self.generations.queue_unlock(pipe, chat_id, user_id, gen_id)
@@ -152,9 +159,12 @@ class ChatService:
                     await pipe.execute()
                 return
             except RedisError as exc:
-                log.error("chat %s: could not record the outcome in Redis: %s", chat_id, exc)
-                if attempt < RECORD_ATTEMPTS - 1:
-                    await asyncio.sleep(2**attempt)
+                if time.monotonic() >= give_up:
+                    log.error("chat %s: outcome not recorded, Redis away: %s", chat_id, exc)
+                    return
+                if attempt == 0:
+                    log.error("chat %s: could not record the outcome in Redis: %s", chat_id, exc)
+                await asyncio.sleep(RECORD_EVERY)
             except Exception:  # the pipeline never ran: free the chat
                 log.exception("chat %s: could not record the outcome", chat_id)
                 with contextlib.suppress(RedisError):

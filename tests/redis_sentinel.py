@@ -1,0 +1,167 @@
+"""A real Redis Sentinel set on loopback: a primary, a replica and three Sentinels
+(``redis-server --sentinel``: Debian's redis-server package has it built in).
+
+    cell = SentinelSet()
+    cell.start()                 # until the Sentinels know the primary and its replica
+    cell.sentinels               # "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3" (REDIS_SENTINELS)
+    cell.failover()              # SENTINEL FAILOVER: the replica becomes the primary
+    cell.cleanup()
+
+The Redis servers run with ``min-replicas-to-write 1`` (README "Scaling out"): a primary
+that lost its replica refuses writes, so nothing is written to a demoted primary and lost
+when it rejoins as a replica.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.redis_cluster import cli
+from tests.redis_server import RedisServer, answers_ping, free_port, redis_binary, stop_process
+
+MASTER_NAME = "botmaster"
+SENTINELS = 3
+# what the README asks of a Sentinel set-up: writes only while a replica follows
+SAFE_WRITES = [
+    "--min-replicas-to-write",
+    "1",
+    "--min-replicas-max-lag",
+    "2",
+    "--repl-diskless-sync-delay",
+    "0",
+]
+
+
+class Sentinel:
+    """One ``redis-server --sentinel`` watching ``MASTER_NAME``."""
+
+    def __init__(self, primary_port: int, down_after_ms: int) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="test-sentinel-"))
+        self.config = self.dir / "sentinel.conf"
+        self.config.write_text(
+            "\n".join(
+                [
+                    f"port {self.port}",
+                    "bind 127.0.0.1",
+                    "daemonize no",
+                    "loglevel warning",
+                    f"dir {self.dir}",
+                    f"sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2",
+                    f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}",
+                    f"sentinel failover-timeout {MASTER_NAME} 10000",
+                    f"sentinel parallel-syncs {MASTER_NAME} 1",
+                    "",
+                ]
+            )
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 - a fixed local binary
+            [redis_binary(), str(self.config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not answers_ping(self.port):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"redis sentinel did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def cleanup(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SentinelSet:
+    """A primary, one replica of it, and three Sentinels with a quorum of two."""
+
+    def __init__(self, down_after_ms: int = 1000) -> None:
+        self.primary = RedisServer(SAFE_WRITES)
+        self.replica = RedisServer(
+            [*SAFE_WRITES, "--replicaof", "127.0.0.1", str(self.primary.port)]
+        )
+        self.watchers = [Sentinel(self.primary.port, down_after_ms) for _ in range(SENTINELS)]
+
+    @property
+    def servers(self) -> list[RedisServer]:
+        return [self.primary, self.replica]
+
+    @property
+    def sentinels(self) -> str:
+        return ",".join(f"127.0.0.1:{s.port}" for s in self.watchers)
+
+    def start(self, timeout: float = 30.0) -> None:
+        try:
+            self.primary.start()
+            self.replica.start()
+            self.wait_replicating(self.primary.port, timeout)
+            for sentinel in self.watchers:
+                sentinel.start()
+            self.wait_known(self.primary.port, timeout)
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def master_port(self, sentinel: int = 0) -> int:
+        """The primary's port as a Sentinel sees it."""
+        out = cli(self.watchers[sentinel].port, "sentinel", "get-master-addr-by-name", MASTER_NAME)
+        return int(out.split()[1])
+
+    def role(self, port: int) -> str:
+        return cli(port, "role").split()[0]
+
+    def wait_replicating(self, primary: int, timeout: float) -> None:
+        """Until ``primary`` has a replica in sync (it takes writes again)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = cli(primary, "info", "replication")
+            if "role:master" in info and "state=online" in info:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no replica in sync with {primary} after {timeout} s")
+            time.sleep(0.1)
+
+    def wait_known(self, primary: int, timeout: float) -> None:
+        """Until every Sentinel names ``primary`` and knows a healthy replica of it and the
+        other Sentinels (a failover can be asked for then)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if all(self._knows(s.port, primary) for s in self.watchers):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Sentinels do not agree on {primary} after {timeout} s")
+            time.sleep(0.1)
+
+    def _knows(self, port: int, primary: int) -> bool:
+        try:
+            master = cli(port, "sentinel", "get-master-addr-by-name", MASTER_NAME).split()
+            replicas = cli(port, "sentinel", "replicas", MASTER_NAME)
+            sentinels = cli(port, "sentinel", "sentinels", MASTER_NAME)
+        except (subprocess.SubprocessError, OSError, IndexError):
+            return False
+        lines = replicas.splitlines()
+        healthy = any(
+            line == "flags" and lines[i + 1] == "slave" for i, line in enumerate(lines[:-1])
+        )
+        others = sentinels.count("\nname\n") + sentinels.startswith("name\n")
+        return bool(master) and int(master[1]) == primary and healthy and others >= SENTINELS - 1
+
+    def failover(self) -> int:
+        """Ask a Sentinel to fail over now; the port of the replica that takes over."""
+        old = self.master_port()
+        cli(self.watchers[0].port, "sentinel", "failover", MASTER_NAME)
+        return next(s.port for s in self.servers if s.port != old)
+
+    def cleanup(self) -> None:
+        for sentinel in self.watchers:
+            sentinel.cleanup()
+        for server in self.servers:
+            server.cleanup()
