@@ -120,6 +120,8 @@ class Admission:
         self.stats.queue_request(
             pipe, ticket.date, ticket.user_id, model.id, model.provider, failed
         )
+        if ticket.reservation.paid(model.id):  # /stats: paid credits spent
+            self.quota.queue_spent(pipe, model.cost)
 
     async def count(self, ticket: Ticket, outcomes: Sequence[tuple[ModelSpec, Outcome]]) -> None:
         """/stats for requests with no pipeline of their own to ride on (one round trip)."""

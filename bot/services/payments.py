@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.catalog import Catalog, PackSpec, PlanSpec
+from bot.services.gate import started
 from bot.services.quota import LEDGER_LENGTH, ledger_key, paid_key
 
 log = logging.getLogger(__name__)
@@ -246,6 +247,7 @@ class Payments:
                     raise
                 delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
                 attempt += 1
+                started()  # waiting on Redis: give the start gate's slot to other updates
                 log.warning(
                     "payment %s not credited yet (%s): retry in %.1fs", charge_id, exc, delay
                 )

@@ -238,19 +238,21 @@ class Quota:
             args += [model.id, model.cost, model.daily_limit or 0]
         keys = [key, paid_key(user_id), ledger_key(user_id)]
         codes = await self._reserve(keys=keys, args=args)
-        # 5: paid by an earlier call with this request id (counted in /stats then)
+        # 5: paid by an earlier call with this request id
         grants = {m.id: Grant(min(int(c), 4)) for m, c in zip(models, codes, strict=True)}
-        spent = sum(m.cost for m, c in zip(models, codes, strict=True) if int(c) == 4)
-        if spent:  # /stats: paid credits spent (only a paid request pays this trip)
-            await self._count_spent(spent)
         return Reservation(key, request_id, grants, resets_at)
 
-    async def _count_spent(self, credits: int) -> None:
+    def queue_spent(self, pipe: Pipeline, credits: int) -> None:
+        """/stats: paid credits spent today, on a pipeline the request sends anyway (the
+        reservation stays one round trip)."""
         key = "paystats:" + time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+        pipe.hincrby(key, "spent", credits)
+        pipe.expire(key, PAYSTATS_TTL)
+
+    async def _count_spent(self, credits: int) -> None:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hincrby(key, "spent", credits)
-                pipe.expire(key, PAYSTATS_TTL)
+                self.queue_spent(pipe, credits)
                 await pipe.execute()
         except RedisError as exc:
             log.warning("paid credits spent not counted: %s", exc)
