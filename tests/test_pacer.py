@@ -168,3 +168,14 @@ def test_a_busy_minute_forgets_no_chat_in_it(clock: Clock) -> None:
     pacer.claim(OTHER, DRAFT_INTERVAL)
     assert pacer.delay(OTHER) == pytest.approx(DRAFT_INTERVAL * 2)
     assert len(pacer) == 12_001
+
+
+def test_writers_in_a_chat_take_turns_by_when_they_were_last_shown() -> None:
+    pacer = Pacer()
+    with pacer.in_line(7, shown_at=5.0) as a, pacer.in_line(7, shown_at=1.0) as b:
+        assert b() and not a()  # shown longest ago: first
+        with pacer.in_line(7, shown_at=0.0) as never:  # no text shown yet: before both
+            assert never() and not b()
+        assert b()
+    with pacer.in_line(7, shown_at=3.0) as alone, pacer.in_line(8, shown_at=0.0):
+        assert alone()  # another chat's line is its own

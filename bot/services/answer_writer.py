@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TYPING_AFTER = 1.0  # seconds without text before "typing" is shown
+TURN_POLL = 0.02  # seconds between looks at the line, for a writer whose turn is not yet
 DRAFT_REFRESH = 20.0  # a draft disappears after 30 s without an update
 LIMIT = 4096
 MAX_PARTS = 10  # messages one answer may take; past that, the answer goes as a file
@@ -214,10 +215,15 @@ class AnswerWriter:
                 await wait_for(self._changed, DRAFT_REFRESH)
             else:
                 await self._changed.wait()
-            # Wait for the chat's slot until it is free: another writer in this chat
-            # (/compare) or a 429 may have taken it again while we waited.
-            while (delay := self.pacer.delay(self.chat_id)) > 0 and not self._closed.is_set():
-                await wait_for(self._closed, delay)
+            # Wait for the chat's slot until it is free and it is this writer's turn:
+            # another writer in this chat (/compare) or a 429 may have taken it again
+            # while we waited, and the writer shown longest ago goes first.
+            with self.pacer.in_line(self.chat_id, self._shown_at) as first:
+                while not self._closed.is_set():
+                    delay = self.pacer.delay(self.chat_id)
+                    if delay <= 0 and first():
+                        break
+                    await wait_for(self._closed, max(delay, TURN_POLL))
             if self._closed.is_set():
                 return
             self._changed.clear()

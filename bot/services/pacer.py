@@ -1,15 +1,20 @@
 """Per-chat pacing of intermediate updates (drafts and edits) at Telegram's pace.
 
 Every writer in a chat shares its chat's slot, so three answers streaming at once in one
-chat (``/compare``) still make one update per interval between them. After a 429 the
-chat waits out ``retry_after`` and then goes slower for a while.
+chat (``/compare``) still make one update per interval between them, and they take turns:
+of the writers waiting for the slot, the one whose text was shown longest ago goes first
+(none starves). After a 429 the chat waits out ``retry_after`` and then goes slower for
+a while.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 DRAFT_INTERVAL = 0.7  # private chats, sendMessageDraft
 EDIT_INTERVAL = 1.0  # private chats, editMessageText
@@ -25,12 +30,27 @@ class _Slot:
     next_at: float = 0.0
     slowdown: float = 1.0
     used_at: float = 0.0
+    # writers waiting for this slot: their place -> when their text was last shown
+    waiting: dict[int, tuple[float, int]] = field(default_factory=dict)
 
 
 class Pacer:
     def __init__(self) -> None:
         # in order of use, least recent first: the idle chats are at the front
         self._slots: OrderedDict[int, _Slot] = OrderedDict()
+        self._places = itertools.count()
+
+    @contextlib.contextmanager
+    def in_line(self, chat_id: int, shown_at: float) -> Iterator[Callable[[], bool]]:
+        """Wait in the chat's line: yields whether it is this writer's turn (it was
+        shown longest ago of those waiting; the first to queue among equals)."""
+        slot = self._slot(chat_id)
+        place = next(self._places)
+        slot.waiting[place] = (shown_at, place)
+        try:
+            yield lambda: min(slot.waiting.values())[1] == place
+        finally:
+            del slot.waiting[place]
 
     def __len__(self) -> int:
         """How many chats are remembered."""
