@@ -10,10 +10,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bot.app import App
 from bot.services.payments import Payments
 from tests.doubles.base import Reply
 from tests.doubles.telegram import FakeUser, button_labels
-from tests.harness import Harness, running_bot, running_webhook_bot
+from tests.harness import KEYS, Harness, running_bot, running_webhook_bot
 from tests.redis_server import RedisServer
 
 PAID = """
@@ -260,25 +261,35 @@ async def test_redis_down_at_checkout_says_no_and_at_payment_waits(
         assert (await paid_hash(redis_url, ann.id))["balance"] == "10"
 
 
-async def test_start_up_reconciliation_credits_a_missed_charge(
+async def test_start_up_reconciliation_credits_a_charge_the_bot_died_before_storing(
     redis_url: str, tmp_path: Path
 ) -> None:
     async with running_bot(redis_url, tmp_path, extra_catalog=PAID) as h:
-        await h.tg.wait_for("getStarTransactions")  # asked at start
+        await h.tg.wait_for("getStarTransactions")  # asked at start: nothing missed
         ann = h.tg.user(first_name="Ann")
         payload = payments(h).payload_for(h.app.catalog.packs["s10"], ann.id)
-        # Telegram took the Stars, then the bot died before it stored the credit
+        # the bot dies; Telegram takes the Stars, and the successful_payment is lost
+        await h.app.dispatcher.stop_polling()
+        await asyncio.wait_for(h.task, 5)
         charge = h.tg.charge(ann.info, payload, 5, deliver=False)
-    async with running_bot(redis_url, tmp_path, extra_catalog=PAID) as h2:
-        h2.tg.stars.transactions.update(h.tg.stars.transactions)  # Telegram remembers
-        await h2.app.reconcile_payments()  # what start-up does (its double knew nothing)
-        assert (await paid_hash(redis_url, ann.id))["balance"] == "10"
-        again = h2.tg.user(id=ann.id, first_name="Ann")
-        h2.tg.deliver_payment(again.info, payload, 5, charge)  # the late delivery
-        await again.send("/limits")
-        assert "Paid balance: 10 credits." in (await again.next_message())["text"]
-        await h2.app.reconcile_payments()
-        assert (await paid_hash(redis_url, ann.id))["balance"] == "10"
+        mark = h.tg.mark()
+        restarted = App.build(h.settings, h.catalog, KEYS)
+        task = asyncio.create_task(restarted.run_polling(handle_signals=False))
+        try:
+            await h.tg.wait_for("getStarTransactions", since=mark, timeout=10)
+            async with asyncio.timeout(5):
+                while (await paid_hash(redis_url, ann.id)).get("balance") != "10":
+                    await asyncio.sleep(0.05)
+            h.tg.deliver_payment(ann.info, payload, 5, charge)  # a late delivery after all
+            await ann.send("/limits")
+            assert "Paid balance: 10 credits." in (await ann.next_message())["text"]
+            await restarted.reconcile_payments()  # and again: nothing more
+            assert (await paid_hash(redis_url, ann.id))["balance"] == "10"
+            assert not [m for m in ann.bot_messages() if "Thank you" in (m.get("text") or "")]
+        finally:
+            await restarted.dispatcher.stop_polling()
+            await asyncio.wait_for(task, 5)
+            await restarted.close()
 
 
 async def test_two_replicas_credit_a_duplicate_delivery_once(
