@@ -45,6 +45,7 @@ from bot.texts import EN, LANGUAGES, Texts
 log = logging.getLogger(__name__)
 
 GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython: 700)
+RECONCILE_EVERY = 300.0  # seconds between checks of recent Stars payments against Redis
 
 
 @dataclass
@@ -60,6 +61,7 @@ class App:
     environ: dict[str, str]  # where the provider keys came from
     redactor: redact.Redactor | None = None
     retired: list[ProviderPool] = field(default_factory=list)
+    reconciler: asyncio.Task[None] | None = None  # payments reconciled every few minutes
 
     @property
     def redis(self) -> Redis:
@@ -177,7 +179,19 @@ class App:
         try:
             await self.services["payments"].reconcile(self.bot)
         except (TelegramAPIError, RedisError, aiohttp.ClientError, OSError) as exc:
-            log.error("payments: start-up reconciliation failed: %s", exc)
+            log.error("payments: reconciliation failed: %s", exc)
+        if self.reconciler is None:  # and again every few minutes, on every replica
+            self.reconciler = asyncio.create_task(self._reconcile_every(RECONCILE_EVERY))
+
+    async def _reconcile_every(self, seconds: float) -> None:
+        """A charge whose credit gave up (Redis away for long) or whose replica died while
+        retrying is credited within minutes, without waiting for a restart."""
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await self.services["payments"].reconcile(self.bot)
+            except (TelegramAPIError, RedisError, aiohttp.ClientError, OSError) as exc:
+                log.warning("payments: periodic reconciliation failed: %s", exc)
 
     async def run_polling(self, handle_signals: bool = True) -> None:
         await asyncio.gather(
@@ -212,6 +226,8 @@ class App:
 
     async def close(self) -> None:
         """Let answers in flight finish (for the grace period), then close everything."""
+        if self.reconciler is not None:
+            self.reconciler.cancel()
         cancelled = await self.in_flight.drain(self.settings.shutdown_grace_seconds)
         if cancelled:
             log.warning("shutdown: %d answer(s) did not finish in time", cancelled)

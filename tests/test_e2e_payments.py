@@ -308,3 +308,22 @@ async def test_two_replicas_credit_a_duplicate_delivery_once(
         assert (await paid_hash(redis_url, ann.id))["balance"] == "10"
         confirmations = [m for m in ann.bot_messages() if "Thank you" in (m.get("text") or "")]
         assert len(confirmations) == 1
+
+
+async def test_webhook_payment_waits_out_a_redis_outage(
+    redis_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    async with running_webhook_bot(redis_url, tmp_path, extra_catalog=PAID) as h:
+        ann = h.tg.user(first_name="Ann")
+        payload = payments(h).payload_for(h.app.catalog.packs["s10"], ann.id)
+        redis_server.stop()
+        try:
+            h.tg.charge(ann.info, payload, 5)
+            await asyncio.sleep(2.0)
+            assert not ann.bot_messages()
+        finally:
+            redis_server.start()
+        done = await ann.next_message(timeout=15)
+        assert done["text"] == "Thank you! 10 credits added. Paid balance: 10 credits."
+        await h.idle(10)
+        assert (await paid_hash(redis_url, ann.id))["balance"] == "10"
