@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command
@@ -50,10 +49,6 @@ def router() -> Router:
     r.message.register(paysupport, Command("paysupport"))
     r.message.register(terms, Command("terms"))
     return r
-
-
-def date_text(timestamp: int) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
 
 
 async def buy(message: Message, texts: Texts, catalog: Catalog) -> None:
@@ -167,14 +162,7 @@ async def paid(message: Message, bot: Bot, texts: Texts, payments: Payments) -> 
     if not done.new:
         log.info("payment %s: delivered again, credited before", charge)
         return
-    if data.kind == "pack":
-        pack = payments.catalog.packs.get(data.product)
-        credits = pack.credits if pack else 0
-        await message.answer(texts.paid_pack.format(credits=credits, balance=done.balance))
-    else:
-        plan = payments.catalog.plans.get(data.product)
-        title = plan.title if plan else data.product
-        await message.answer(texts.paid_plan.format(title=title, date=date_text(done.plan_end)))
+    await message.answer(payments.confirmation(texts, data, done))
 
 
 async def subscription_changed(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -22,9 +23,11 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import StarTransaction, TransactionPartnerUser
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -32,6 +35,7 @@ from redis.exceptions import RedisError
 from bot.catalog import Catalog, PackSpec, PlanSpec
 from bot.services.gate import started
 from bot.services.quota import LEDGER_LENGTH, ledger_key, paid_key
+from bot.texts import Texts, texts_for
 
 log = logging.getLogger(__name__)
 
@@ -309,12 +313,22 @@ class Payments:
         found = await bot.get_star_transactions(offset=0, limit=limit)
         credited = 0
         for transaction in found.transactions:
-            credited += await self._reconcile_one(transaction)
+            credited += await self._reconcile_one(bot, transaction)
         if credited:
             log.warning("reconciliation: %d missed payment(s) credited", credited)
         return credited
 
-    async def _reconcile_one(self, transaction: StarTransaction) -> int:
+    def confirmation(self, texts: Texts, data: Payload, done: Credited) -> str:
+        """What the user is told once a payment is credited: the new balance, or the plan
+        and its end."""
+        if data.kind == "pack":
+            pack = self.catalog.packs.get(data.product)
+            return texts.paid_pack.format(credits=pack.credits if pack else 0, balance=done.balance)
+        plan = self.catalog.plans.get(data.product)
+        ends = datetime.fromtimestamp(done.plan_end, UTC).strftime("%Y-%m-%d")
+        return texts.paid_plan.format(title=plan.title if plan else data.product, date=ends)
+
+    async def _reconcile_one(self, bot: Bot, transaction: StarTransaction) -> int:
         source = transaction.source
         if not isinstance(source, TransactionPartnerUser) or not source.invoice_payload:
             return 0
@@ -328,6 +342,10 @@ class Payments:
         if data.kind == "plan":
             expires = _timestamp(transaction.date) + SUBSCRIPTION_PERIOD
         done = await self.credit(data.user_id, transaction.id, data, expires)
+        if done.new:  # the user never heard of it: tell them now
+            texts = texts_for(source.user.language_code)
+            with contextlib.suppress(TelegramAPIError):
+                await bot.send_message(data.user_id, self.confirmation(texts, data, done))
         return int(done.new)
 
 
