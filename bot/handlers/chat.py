@@ -102,13 +102,12 @@ async def retry_pressed(
     target = Target.of_query(query)
     kept = None
     if target is not None:
-        kept = await generations.take_retry(query.from_user.id, callback_data.gen)
+        kept = await generations.take_retry(query.from_user.id, callback_data.gen, target.chat_id)
     compared = catalog.get(kept.model) if kept is not None and kept.model else None
     if (
         message is None
         or target is None
         or kept is None
-        or kept.chat_id != target.chat_id
         or (kept.kind == "compare" and compared is None)
     ):
         await query.answer(texts.retry_expired, show_alert=True)

@@ -94,6 +94,10 @@ return redis.call('DEL', KEYS[1])
 """
 
 
+def _retry(raw: bytes | str) -> Retry:
+    return Retry.load(raw.decode() if isinstance(raw, bytes) else raw)
+
+
 def new_id() -> int:
     """A generation id; also the draft id of its answer (non-zero, 31 bits)."""
     return random.randint(1, 2**31 - 1)
@@ -143,11 +147,15 @@ class Generations:
         """Keep a failed or stopped request so that its Retry button can ask again."""
         pipe.set(self.retry_key(user_id, gen_id), retry.dump(), ex=RETRY_SECONDS)
 
-    async def take_retry(self, user_id: int, gen_id: int) -> Retry | None:
-        raw = await self.redis.getdel(self.retry_key(user_id, gen_id))
-        if raw is None:
+    async def take_retry(self, user_id: int, gen_id: int, chat_id: int) -> Retry | None:
+        """The request a Retry button in ``chat_id`` asks again, taken once; None (and
+        left in place) when there is none, or it was asked in another chat."""
+        key = self.retry_key(user_id, gen_id)
+        kept = await self.redis.get(key)
+        if kept is None or _retry(kept).chat_id != chat_id:
             return None
-        return Retry.load(raw.decode() if isinstance(raw, bytes) else raw)
+        taken = await self.redis.getdel(key)  # two presses at once: one takes it
+        return _retry(taken) if taken is not None else None
 
     async def unlock(self, chat_id: int, user_id: int, gen_id: int) -> None:
         await self._owned(keys=[self.lock_key(chat_id, user_id)], args=[gen_id])
