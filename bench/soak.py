@@ -1,7 +1,8 @@
 """Soak test (issue #6): two replicas of the real ``python -m bot`` in webhook mode on one
-Redis, thousands of messages from hundreds of users, faults injected on both sides
-(upstream 500/503, Telegram 429s, updates delivered twice, daily caps reached); every
-message's fate, the counters, refunds, histories, memory and logs are checked. See
+Redis (or, with ``--cluster``, a Redis Cluster of three masters), thousands of messages
+from hundreds of users, faults injected on both sides (upstream 500/503, Telegram 429s,
+updates delivered twice, daily caps reached); every message's fate, the counters,
+refunds, histories, Redis requests per message, memory and logs are checked. See
 bench/README.md."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from bench import kit
 from bot.texts import EN
@@ -37,6 +40,7 @@ from tests.doubles.base import Reply
 from tests.doubles.openai_api import OpenAIDouble
 from tests.doubles.telegram import ApiError
 from tests.harness import KEYS, WEBHOOK_PATH, WEBHOOK_SECRET
+from tests.redis_cluster import RedisClusterServers
 from tests.redis_server import free_port
 
 API_KEY = KEYS["OPENAI_API_KEY"]
@@ -58,6 +62,9 @@ QUICK = {
     "think_max": 0.2,
     "deadline": 40.0,
     "settle": 10.0,
+    # the cluster is the path the tests cover least (one Redis is everywhere else), and it
+    # costs a few seconds more
+    "cluster": True,
 }
 
 # What the bot may send instead of an answer (English: the users' language_code is "en").
@@ -217,6 +224,60 @@ class ReplicaProcess:
             await asyncio.to_thread(self.process.wait)
         self.stop_seconds = time.monotonic() - began
         self.exit_code = self.process.returncode
+
+
+# -- Redis: one server or a cluster ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where the replicas keep their state: REDIS_URL, and every node's URL."""
+
+    url: str
+    nodes: list[str]
+    cluster: bool
+
+    def client(self) -> Redis:
+        if self.cluster:
+            return RedisCluster.from_url(self.url, decode_responses=True)  # type: ignore[return-value]
+        return Redis.from_url(self.url, decode_responses=True)
+
+    def describe(self) -> str:
+        if self.cluster:
+            return f"a Redis Cluster of {len(self.nodes)} masters (REDIS_CLUSTER=1)"
+        return "one Redis"
+
+
+@contextlib.contextmanager
+def store(cluster: bool) -> Iterator[Store]:
+    """A throwaway redis-server, or a 3-master Redis Cluster."""
+    if not cluster:
+        with kit.redis_server() as server:
+            yield Store(server.url, [server.url], cluster=False)
+        return
+    servers = RedisClusterServers()
+    servers.start()
+    try:
+        yield Store(servers.url, [node.url for node in servers.nodes], cluster=True)
+    finally:
+        servers.cleanup()
+
+
+async def redis_load(where: Store) -> Counter[str]:
+    """Requests (read events: one per request a client sends, a pipeline included),
+    commands and CPU microseconds every node has used so far."""
+    load: Counter[str] = Counter()
+    for url in where.nodes:
+        client = Redis.from_url(url)
+        try:
+            stats, cpu = await client.info("stats"), await client.info("cpu")
+        finally:
+            await client.aclose()
+        load["requests"] += int(stats["total_reads_processed"])
+        load["commands"] += int(stats["total_commands_processed"])
+        load["cpu_us"] += round((float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])) * 1e6)
+        load["info"] += 2  # these two INFOs: one request, one command each
+    return load
 
 
 # -- the plan and the driver -----------------------------------------------------------
@@ -431,11 +492,11 @@ class Audit:
     examples: list[str] = field(default_factory=list)
 
 
-async def audit_redis(redis_url: str, plan: dict[int, list[Msg]], cap: int) -> Audit:
+async def audit_redis(where: Store, plan: dict[int, list[Msg]], cap: int) -> Audit:
     audit = Audit()
     pattern = re.compile(r"^quota:\{(\d+)\}:")
     per_user: dict[int, dict[str, Any]] = {}
-    client = Redis.from_url(redis_url, decode_responses=True)
+    client = where.client()
     try:
         async for key in client.scan_iter(match="quota:*", count=1000):
             if (match := pattern.match(str(key))) is None:
@@ -519,7 +580,7 @@ def scan_log(path: Path, secrets: list[str]) -> dict[str, Any]:
 # -- the run ---------------------------------------------------------------------------
 
 
-async def run(args: argparse.Namespace, redis_url: str, tmp: Path) -> dict[str, Any]:
+async def run(args: argparse.Namespace, where: Store, tmp: Path) -> dict[str, Any]:
     plan = make_plan(args)
     failing = {m.prompt: m.fail for msgs in plan.values() for m in msgs if m.fail is not None}
     reply = Reply(first_delay=args.first_delay, chunk_delay=args.chunk_delay)
@@ -548,7 +609,8 @@ async def run(args: argparse.Namespace, redis_url: str, tmp: Path) -> dict[str, 
             PYTHONUNBUFFERED="1",
             BOT_TOKEN=tg.token,
             TELEGRAM_API_URL=tg.url,
-            REDIS_URL=redis_url,
+            REDIS_URL=where.url,
+            REDIS_CLUSTER="1" if where.cluster else "0",
             MODELS_FILE=str(catalog),
             SOAK_API_KEY=API_KEY,
             # the URL Telegram is given (never called); each replica serves its path on its port
@@ -582,8 +644,10 @@ async def run(args: argparse.Namespace, redis_url: str, tmp: Path) -> dict[str, 
             # growing heap would stall this process's loop (and its timestamps).
             gc.disable()
             try:
+                load_before = await redis_load(where)
                 results["seconds"] = await driver.run()
                 results["settle"] = await settle(tg, plan, args.settle)
+                results["redis"] = (await redis_load(where)) - load_before
             finally:
                 gc.enable()
                 for watcher in watchers:
@@ -616,7 +680,7 @@ async def run(args: argparse.Namespace, redis_url: str, tmp: Path) -> dict[str, 
             (c.method, c.status) for c in tg.api_calls if not c.ok and c.status != 429
         )
         results["tg_methods"] = Counter(c.method for c in tg.api_calls)
-    results["audit"] = await audit_redis(redis_url, plan, args.daily_limit)
+    results["audit"] = await audit_redis(where, plan, args.daily_limit)
     secrets = [env["BOT_TOKEN"], API_KEY, WEBHOOK_SECRET]
     results["logs"] = [scan_log(r.log_path, secrets) for r in replicas]
     return results
@@ -720,7 +784,8 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> kit.Table:
 
     print(
         f"\nbench.soak: {len(plan)} users, {len(msgs)} messages, {REPLICAS} replicas "
-        f"(python -m bot, webhook mode, LOG_LEVEL {args.log_level}); {kit.machine()}."
+        f"(python -m bot, webhook mode, LOG_LEVEL {args.log_level}) on "
+        f"{results['store']}; {kit.machine()}."
     )
     print(
         f"Injected: {sum(1 for m in msgs if m.fail)} upstream failures (500/503 on every "
@@ -771,6 +836,14 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> kit.Table:
     acked = f"{kit.pct(post_ms, 50):.1f} / {kit.pct(post_ms, 95):.1f} ms"
     table.add("  POST -> 200 (acknowledgement), p50 / p95", acked)
     table.zero("  webhook answers not 200", sum(1 for m in sent if m.status != 200))
+    redis: Counter[str] = results["redis"]
+    messages = max(len(sent), 1)
+    requests = (redis["requests"] - redis["info"]) / messages
+    commands = (redis["commands"] - redis["info"]) / messages
+    table.add("Redis requests per message (reads, every node)", f"{requests:.2f}")
+    table.add("  Redis commands per message (scripts' included)", f"{commands:.2f}")
+    cpu = redis["cpu_us"] / messages / 1e3
+    table.add("  Redis CPU per message (every node)", f"{cpu:.2f} ms")
     for i, replica in enumerate(replicas):
         start, end = results["rss_start"][i], results["rss_end"][i]
         growth = (end - start) / 2**20
@@ -908,6 +981,12 @@ def main(argv: list[str] | None = None) -> int:
         keep=(False, "keep the logs; print where"),
     )
     parser.add_argument("--dump", type=Path, help="write every message's timeline (JSON lines)")
+    parser.add_argument(
+        "--cluster",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="on a 3-master Redis Cluster (REDIS_CLUSTER=1), not one Redis (--quick: on)",
+    )
     args = kit.parse(parser, argv, QUICK)
     if args.users < 1 or args.messages < args.users:
         parser.error("need --users >= 1 and --messages >= --users")
@@ -915,8 +994,9 @@ def main(argv: list[str] | None = None) -> int:
         args.daily_limit = max(1, args.messages // args.users - 2)
     tmp = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     try:
-        with kit.redis_server() as server:
-            results = asyncio.run(run(args, server.url, tmp))
+        with store(args.cluster) as where:
+            results = asyncio.run(run(args, where, tmp))
+            results["store"] = where.describe()
         table = report(args, results)
         if args.dump is not None:
             dump(args.dump, results)
