@@ -92,6 +92,8 @@ async def test_purchase_is_credited_once_and_shown(redis_url: str, tmp_path: Pat
         assert [(e["kind"], e["charge"], e["credits"]) for e in ledger] == [("pack", charge, "10")]
         commands = {c["command"] for c in h.tg.calls("setMyCommands")[0].params["commands"]}
         assert "buy" in commands
+        await ann.send("/help")
+        assert "/buy — buy credits with Telegram Stars" in (await ann.next_message())["text"]
 
 
 async def test_no_buy_without_packs(redis_url: str, tmp_path: Path) -> None:
@@ -102,6 +104,8 @@ async def test_no_buy_without_packs(redis_url: str, tmp_path: Path) -> None:
         assert not h.tg.calls("sendInvoice")
         commands = {c["command"] for c in h.tg.calls("setMyCommands")[0].params["commands"]}
         assert "buy" not in commands
+        await ann.send("/help")
+        assert "/buy" not in (await ann.next_message())["text"]
         assert not h.tg.calls("getStarTransactions")
 
 

@@ -24,6 +24,7 @@ def router() -> Router:
 async def help_(message: Message, texts: Texts, prefs: Prefs, catalog: Catalog) -> None:
     assert message.from_user is not None
     current = (await prefs.get(message.from_user.id)).model
-    commands = "\n".join(f"/{name} — {escape(about)}" for name, about in texts.commands.items())
+    listed = {**texts.commands, "buy": texts.buy_command} if catalog.sells else texts.commands
+    commands = "\n".join(f"/{name} — {escape(about)}" for name, about in listed.items())
     text = html(texts.help, model=catalog.models[current].title, commands="{commands}")
     await message.answer(text.format(commands=commands), parse_mode="HTML")
