@@ -7,9 +7,9 @@
     cell.failover()              # SENTINEL FAILOVER: the replica becomes the primary
     cell.cleanup()
 
-The Redis servers run with ``min-replicas-to-write 1`` (README "Scaling out"): a primary
-that lost its replica refuses writes, so nothing is written to a demoted primary and lost
-when it rejoins as a replica.
+The Redis servers run with ``min-replicas-to-write`` = their replicas (README "Scaling
+out"): a primary that lost a replica refuses writes, so nothing is written to a demoted
+primary and lost when it rejoins as a replica.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from tests.redis_server import RedisServer, answers_ping, free_port, redis_binar
 
 MASTER_NAME = "botmaster"
 SENTINELS = 3
-# what the README asks of a Sentinel set-up: writes only while a replica follows
-SAFE_WRITES = [
-    "--min-replicas-to-write",
-    "1",
-    "--min-replicas-max-lag",
-    "2",
-    "--repl-diskless-sync-delay",
-    "0",
-]
+
+
+def safe_writes(min_replicas: int) -> list[str]:
+    """What the README asks of a Sentinel set-up: writes only while ``min_replicas``
+    replicas follow (0: the option left out), and a resync at once."""
+    options = ["--repl-diskless-sync-delay", "0"]
+    if min_replicas:
+        options += ["--min-replicas-to-write", str(min_replicas), "--min-replicas-max-lag", "2"]
+    return options
 
 
 class Sentinel:
@@ -81,18 +81,25 @@ class Sentinel:
 
 
 class SentinelSet:
-    """A primary, one replica of it, and three Sentinels with a quorum of two."""
+    """A primary, its replicas (one by default), and three Sentinels with a quorum of
+    two; every Redis with ``min-replicas-to-write`` = ``min_replicas`` (default: all)."""
 
-    def __init__(self, down_after_ms: int = 1000) -> None:
-        self.primary = RedisServer(SAFE_WRITES)
-        self.replica = RedisServer(
-            [*SAFE_WRITES, "--replicaof", "127.0.0.1", str(self.primary.port)]
-        )
+    def __init__(
+        self, down_after_ms: int = 1000, replicas: int = 1, min_replicas: int | None = None
+    ) -> None:
+        options = safe_writes(replicas if min_replicas is None else min_replicas)
+        self.primary = RedisServer(options)
+        follow = ["--replicaof", "127.0.0.1", str(self.primary.port)]
+        self.replicas = [RedisServer([*options, *follow]) for _ in range(replicas)]
         self.watchers = [Sentinel(self.primary.port, down_after_ms) for _ in range(SENTINELS)]
 
     @property
+    def replica(self) -> RedisServer:
+        return self.replicas[0]
+
+    @property
     def servers(self) -> list[RedisServer]:
-        return [self.primary, self.replica]
+        return [self.primary, *self.replicas]
 
     @property
     def sentinels(self) -> str:
@@ -100,8 +107,8 @@ class SentinelSet:
 
     def start(self, timeout: float = 30.0) -> None:
         try:
-            self.primary.start()
-            self.replica.start()
+            for server in self.servers:
+                server.start()
             self.wait_replicating(self.primary.port, timeout)
             for sentinel in self.watchers:
                 sentinel.start()
@@ -119,11 +126,11 @@ class SentinelSet:
         return cli(port, "role").split()[0]
 
     def wait_replicating(self, primary: int, timeout: float) -> None:
-        """Until ``primary`` has a replica in sync (it takes writes again)."""
+        """Until ``primary`` has every replica in sync."""
         deadline = time.monotonic() + timeout
         while True:
             info = cli(primary, "info", "replication")
-            if "role:master" in info and "state=online" in info:
+            if "role:master" in info and info.count("state=online") == len(self.replicas):
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no replica in sync with {primary} after {timeout} s")
@@ -148,17 +155,25 @@ class SentinelSet:
         except (subprocess.SubprocessError, OSError, IndexError):
             return False
         lines = replicas.splitlines()
-        healthy = any(
+        healthy = sum(
             line == "flags" and lines[i + 1] == "slave" for i, line in enumerate(lines[:-1])
         )
         others = sentinels.count("\nname\n") + sentinels.startswith("name\n")
-        return bool(master) and int(master[1]) == primary and healthy and others >= SENTINELS - 1
+        return (
+            bool(master)
+            and int(master[1]) == primary
+            and healthy == len(self.replicas)
+            and others >= SENTINELS - 1
+        )
 
     def failover(self) -> int:
         """Ask a Sentinel to fail over now; the port of the replica that takes over."""
         old = self.master_port()
         cli(self.watchers[0].port, "sentinel", "failover", MASTER_NAME)
-        return next(s.port for s in self.servers if s.port != old)
+        deadline = time.monotonic() + 30
+        while (new := self.master_port()) == old and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return new
 
     def cleanup(self) -> None:
         for sentinel in self.watchers:
