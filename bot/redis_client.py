@@ -15,7 +15,10 @@ for each topology, with the same pool and retry options; no failover logic of ou
 
 ``RedisCluster`` is not a subclass of ``Redis`` but answers every command, script,
 pipeline and pub/sub call the bot makes (tests/test_redis_cluster.py runs the bot on one),
-so it is handed out as a ``Redis``.
+so it is handed out as a ``Redis``. One difference is smoothed over: a cluster that
+cannot be reached raises redis-py's ``RedisClusterException``, which is no ``RedisError``;
+here it becomes :class:`ClusterDown`, a ``ConnectionError``, so the bot fails closed and
+tells its users as it does when one Redis is down.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ import logging
 from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError, SlotNotCoveredError
 
 from bot.settings import Settings
 
@@ -52,6 +56,41 @@ def _retry() -> Retry:
     return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2)
 
 
+class ClusterDown(RedisConnectionError):
+    """No node of the Redis Cluster answers, or a slot has no node."""
+
+
+def _down(exc: RedisClusterException) -> Exception:
+    """``exc`` as a ConnectionError when it says the cluster is out of reach; other
+    cluster exceptions (a cross-slot transaction: a bug) stay what they are."""
+    if type(exc) is RedisClusterException or isinstance(exc, SlotNotCoveredError):
+        return ClusterDown(str(exc))
+    return exc
+
+
+class Cluster(RedisCluster):
+    """redis-py's cluster client, its unreachable-cluster errors made ConnectionErrors."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except RedisClusterException as exc:
+            raise _down(exc) from exc
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        if shard_hint:
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")
+        return _ClusterPipeline(self, transaction)  # type: ignore[abstract]
+
+
+class _ClusterPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        try:
+            return await super().execute(raise_on_error, allow_redirections)
+        except RedisClusterException as exc:
+            raise _down(exc) from exc
+
+
 class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
     """redis-py's Sentinel pool (each new connection asks the Sentinels for the master),
     blocking like :class:`BlockingConnectionPool`: a burst waits for a free connection."""
@@ -64,9 +103,7 @@ def connect(settings: Settings, max_connections: int = 50) -> Redis:
     if settings.redis_sentinels:
         return _sentinel(settings, url, max_connections)
     if settings.redis_cluster:
-        cluster = RedisCluster.from_url(
-            url, max_connections=max_connections, retry=_retry(), **TIMEOUTS
-        )
+        cluster = Cluster.from_url(url, max_connections=max_connections, retry=_retry(), **TIMEOUTS)
         return cast(Redis, cluster)
     pool = BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=POOL_TIMEOUT, retry=_retry(), **TIMEOUTS

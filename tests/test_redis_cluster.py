@@ -251,3 +251,33 @@ async def test_check_says_it_is_a_cluster(redis_url: str, tmp_path: Path) -> Non
     await run_check(config, KEYS, lines.append)
     redis_line = next(line for line in lines if line.startswith("redis"))
     assert " ok " in redis_line and "a cluster of 3 masters" in redis_line, redis_line
+
+
+async def test_a_cluster_outage_fails_closed_and_recovers(
+    redis_url: str, redis_cluster: RedisClusterServers, tmp_path: Path
+) -> None:
+    """Every master down: the user is told, nothing goes to a model unmetered; the
+    masters back: the bot serves again by itself."""
+    async with running_bot(redis_url, tmp_path) as h:
+        ann = h.tg.user(first_name="Ann")
+        await ann.send("before")
+        assert (await ann.next_message())["text"] == "echo: before"
+        client = cluster_client(redis_url)
+        try:
+            async with asyncio.timeout(5):  # the exchange is recorded after the answer
+                while not await client.exists(f"history:{{{ann.id}}}:{ann.id}"):
+                    await asyncio.sleep(0.02)
+        finally:
+            await client.aclose()
+        for node in redis_cluster.nodes:
+            await asyncio.to_thread(node.stop)
+        try:
+            await ann.send("during")
+            assert (await ann.next_message(timeout=10))["text"] == EN.service_unavailable
+            assert len(h.openai.calls("/chat/completions")) == 1
+        finally:
+            for node in redis_cluster.nodes:
+                await asyncio.to_thread(node.start)
+            await asyncio.to_thread(redis_cluster.wait_ok, 30)
+        await ann.send("after")
+        assert (await ann.next_message(timeout=15))["text"] == "echo: after"
