@@ -161,27 +161,34 @@ class Generations:
         await self._owned(keys=[self.lock_key(chat_id, user_id)], args=[gen_id])
 
     @contextlib.asynccontextmanager
-    async def lease(self, chat_id: int, user_id: int, gen_id: int) -> AsyncIterator[None]:
+    async def lease(
+        self, chat_id: int, user_id: int, gen_id: int, every: float = RENEW_EVERY
+    ) -> AsyncIterator[None]:
         """While the block runs, renew the chat's lock that ``gen_id`` holds (a renewal
         Redis misses is tried again at the next one)."""
         key = self.lock_key(chat_id, user_id)
+        renewing: list[asyncio.Task[None]] = []
 
         async def renew() -> None:
             while True:
-                await asyncio.sleep(RENEW_EVERY)
                 try:
                     if not await self._owned(keys=[key], args=[gen_id, LOCK_SECONDS]):
                         return  # /stop freed the chat: it is not ours any more
                 except RedisError as exc:
                     log.warning("chat %s: could not renew its lock: %s", chat_id, exc)
+                await asyncio.sleep(every)
 
-        task = asyncio.create_task(renew())
+        # a timer, not a task, until the first renewal: most answers end before it
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(every, lambda: renewing.append(loop.create_task(renew())))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            timer.cancel()
+            for task in renewing:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     @contextlib.contextmanager
     def running(self, gen_id: int, part: int = 0) -> Iterator[asyncio.Event]:
