@@ -13,23 +13,52 @@ whose URL it rejects, custom emoji, nested quotes, crossing entities, control ch
 lone surrogates), and splits long answers itself: on
 paragraph, then line, then word boundaries, keeping code blocks whole when they fit,
 never letting an entity cross a message boundary, and ending a message early rather than
-give it more than 100 entities.
+give it more than 100 entities (as long as that leaves it long enough).
+
+Whatever the text, the work is linear in its length, and so are the rendered text and
+the number of messages: an answer is a user's paste echoed back as often as a model's
+prose. The library's steps that were not (LaTeX and spoiler preprocessing, the re-parse
+for literal ``$`` and ``~``, list indentation, table padding, closing a formatting scope)
+are replaced or bounded here. pulldown-cmark pads short table rows with empty cells, so
+the events taken from it are capped; past that cap, or when the rendered text would
+grow out of proportion, the answer is shown as written. A part is at least a quarter of
+the limit long unless it is the last, or ends where a code block that fits begins, or
+is one of at most two parts that end early to keep their formatting.
+
+``render_async`` renders a long answer in a worker thread. The parser's events are taken
+one at a time, so the event loop gets the GIL back between them, and the cyclic garbage
+collector waits while a long answer renders (``_GcPause``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
+import re
+import threading
 import unicodedata
 from bisect import bisect_left, bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from heapq import heapify, heappop, heappush
+from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit
 
+import pyromark
 from aiogram.types import MessageEntity
 from telegramify_markdown.config import RenderConfig
-from telegramify_markdown.converter import STANDARD_OPTIONS, EventWalker, _parse
+from telegramify_markdown.converter import (
+    _LATEX_PROBE_SYMBOLS,
+    _SPOILER_RE,
+    STANDARD_OPTIONS,
+    EventWalker,
+    _escape_at,
+    _TextBuffer,
+)
+from telegramify_markdown.entity import MessageEntity as _LibraryEntity
+from telegramify_markdown.latex_escape.helper import LatexToUnicodeHelper
 
 __all__ = [
     "EMPTY_PREVIEW",
@@ -38,7 +67,9 @@ __all__ = [
     "Part",
     "plain_parts",
     "render",
+    "render_async",
     "render_preview",
+    "render_preview_async",
     "utf16_len",
 ]
 
@@ -47,6 +78,12 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_LENGTH = 4096  # UTF-16 code units in one Telegram text message
 MAX_ENTITIES = 100  # Telegram ignores formatting past about this many entities
 EMPTY_PREVIEW = "…"  # what a preview shows while the answer has no visible text yet
+
+# Up to this many characters an answer renders on the event loop (render_async): hostile
+# Markdown costs up to about 7 µs a character, so at most about 7 ms there, and the
+# ordinary answer far less, not worth a thread hop. Longer answers render in a worker
+# thread, with the cyclic garbage collector paused (_GcPause).
+_INLINE_RENDER_CHARS = 1_000
 
 _PARAGRAPH, _LINE, _WORD = "\n\n", "\n", " "
 _LANGUAGE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789+-#._")
@@ -68,6 +105,33 @@ _UNSHOWN.update({0x0D: 0x0A, 0x2028: 0x0A, 0x2029: 0x0A})
 _STRIPPED_MARKS = frozenset("\u030a\u0333\u033f")
 # Zero-width joiner, variation selectors and skin tones: a hard cut must not go before them.
 _JOINERS = frozenset("\u200d\ufe0e\ufe0f\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff")
+
+# Splitting: a part other than the last holds at least 1/_MIN_PART_SHARE of the limit
+# (counting the whitespace dropped after it), except before a code block that the next
+# part holds whole, and in at most _SHORT_PARTS_FOR_ENTITIES parts of an answer that end
+# early to keep their formatting under MAX_ENTITIES. Past those, the formatting after a
+# part's first MAX_ENTITIES entities is lost (Telegram would ignore it) rather than the
+# answer growing to a message per hundred entities: at most four times the messages its
+# length needs (ordinary text: about as many as its length needs).
+_MIN_PART_SHARE = 4
+_SHORT_PARTS_FOR_ENTITIES = 2
+
+# Bounds on the rendering work, per character of the answer. pulldown-cmark yields up to
+# two events a character for the densest Markdown (nested lists, ``>>>``), more only for
+# table rows it pads with empty cells (up to about half a million events).
+_EVENTS_PER_CHAR, _EVENTS_SLACK = 3, 10_000
+# Rendered text may be this much longer than the answer (list markers, table rules).
+_GROWTH_PER_CHAR, _GROWTH_SLACK = 4, 10_000
+_MAX_INDENT = 4  # nested list levels that indent further; deeper ones stay at this depth
+_POP_SEARCH = 64  # open formatting scopes searched for the one an end closes
+# LaTeX is converted to Unicode only in fragments up to this long, nested this deep in
+# braces and brackets, and growing at most this much: the library's converter rescans
+# nested blocks, and each \sqrt or \overline doubles its argument (nested, exponentially).
+_MAX_LATEX, _MAX_LATEX_DEPTH, _LATEX_GROWTH = 2_000, 16, 2
+# Rounds of re-parsing after escaping literal ``$`` and ``~`` (each round can expose more).
+_DELIMITER_ROUNDS = 3
+# A table is drawn in aligned columns unless that makes it this much longer than its source.
+_TABLE_GROWTH, _TABLE_SLACK = 3, 4_096
 
 
 def _config() -> RenderConfig:
@@ -104,9 +168,16 @@ def render(markdown: str, limit: int = MAX_MESSAGE_LENGTH) -> list[Part]:
 
     Returns no parts when the answer has no visible text. No entity crosses a part's
     edges, and a part ends early rather than carry more than ``MAX_ENTITIES`` entities
-    (Telegram would ignore the rest of the formatting).
+    (Telegram would ignore the rest of the formatting), up to two times an answer.
     """
     _check_limit(limit)
+    if len(markdown) <= _INLINE_RENDER_CHARS:
+        return _render(markdown, limit)
+    with _GC_PAUSE:
+        return _render(markdown, limit)
+
+
+def _render(markdown: str, limit: int) -> list[Part]:
     text, entities = _convert(_clean(markdown))
     index = _Utf16Index(text)
     spans = [(index.py(e.offset), index.py(e.offset + e.length)) for e in entities]
@@ -115,9 +186,11 @@ def render(markdown: str, limit: int = MAX_MESSAGE_LENGTH) -> list[Part]:
         for span, e in zip(spans, entities, strict=True)
         if e.type == "pre" and e.length <= limit
     ]
+    ranges = _split(text, index, limit, protected, spans)
+    bounds = [(index.u16(a), index.u16(b)) for a, b in ranges]
     return [
-        Part(text[a:b], _entities_between(entities, index.u16(a), index.u16(b)))
-        for a, b in _split(text, index, limit, protected, spans)
+        Part(text[a:b], part_entities)
+        for (a, b), part_entities in zip(ranges, _entities_by_part(entities, bounds), strict=True)
     ]
 
 
@@ -129,6 +202,23 @@ def render_preview(markdown: str, limit: int = MAX_MESSAGE_LENGTH) -> Part:
     """
     parts = render(markdown, limit)
     return parts[-1] if parts else Part(EMPTY_PREVIEW, [])
+
+
+async def render_async(markdown: str, limit: int = MAX_MESSAGE_LENGTH) -> list[Part]:
+    """``render``, in a worker thread when the answer is long enough to hold up the
+    event loop (``_INLINE_RENDER_CHARS``)."""
+    _check_limit(limit)
+    if len(markdown) <= _INLINE_RENDER_CHARS:
+        return render(markdown, limit)
+    return await asyncio.to_thread(render, markdown, limit)
+
+
+async def render_preview_async(markdown: str, limit: int = MAX_MESSAGE_LENGTH) -> Part:
+    """``render_preview``, in a worker thread when the answer is long (see ``render_async``)."""
+    _check_limit(limit)
+    if len(markdown) <= _INLINE_RENDER_CHARS:
+        return render_preview(markdown, limit)
+    return await asyncio.to_thread(render_preview, markdown, limit)
 
 
 def plain_parts(markdown: str, limit: int = MAX_MESSAGE_LENGTH) -> list[str]:
@@ -143,24 +233,346 @@ def plain_parts(markdown: str, limit: int = MAX_MESSAGE_LENGTH) -> list[str]:
     return [text[a:b] for a, b in _split(text, _Utf16Index(text), limit)]
 
 
+class _GcPause:
+    """Keeps the cyclic garbage collector off while long answers render: a context
+    manager, for any number of threads at once.
+
+    Rendering allocates an object or more per Markdown event and keeps many of them
+    (entities, spans) to the end: enough, in a long answer, to set off full collections,
+    and a full collection walks every object of the process with the GIL held (about
+    200 ms with aiogram loaded), stalling the event loop however the render is threaded.
+    What a render allocates is freed by reference counting. The collector is back on
+    when the last render ends, if it was on when the first began.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._renders = 0
+        self._was_enabled = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if not self._renders:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._renders += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._renders -= 1
+            if not self._renders and self._was_enabled:
+                gc.enable()
+
+
+_GC_PAUSE = _GcPause()
+
+
 # --- Markdown to text and entities --------------------------------------------------
 
 
+class _TooCostly(Exception):
+    """Rendering this text would take work or output out of proportion to its length."""
+
+
+def _convert(markdown: str) -> tuple[str, list[_Entity]]:
+    try:
+        source, events = _parse(markdown)
+        walker = _Walker(_CONFIG, source, _GROWTH_PER_CHAR * len(markdown) + _GROWTH_SLACK)
+        text, entities, _ = walker.walk(events)
+    except _TooCostly as exc:
+        log.info("Markdown too costly to render (%s), showing the text as written", exc)
+        return markdown, []
+    except Exception:  # a parser bug must not cost the user the answer
+        log.warning("Markdown rendering failed, showing the text as written", exc_info=True)
+        return markdown, []
+    return text, _clean_entities(entities)
+
+
+def _parse(markdown: str) -> tuple[str, Iterator[tuple[Any, Any]]]:
+    """The library's ``_parse``: the text as preprocessed, and its events (lazily).
+
+    LaTeX and spoiler preprocessing are the library's, done in linear time here, and the
+    re-parse that escapes ``$`` and ``~`` delimiters to read as text (``$10.49 (~$11.20)``
+    is two prices) stops after ``_DELIMITER_ROUNDS`` rounds.
+    """
+    text = _preprocess_spoilers(_escape_latex(markdown))
+    for _ in range(_DELIMITER_ROUNDS):
+        offsets = _literal_delimiters(text)
+        if not offsets:
+            break
+        text = _escape_at(text, offsets)
+    return text, _events(text)
+
+
+def _events(text: str) -> Iterator[tuple[Any, Any]]:
+    """pyromark's events with their source ranges, ``_TooCostly`` past the cap.
+
+    They are taken one at a time: held all at once they cost the garbage collector more
+    than the parse, and pyromark keeps the GIL for as long as a single call lasts.
+    """
+    events = pyromark.events_with_range(text, options=STANDARD_OPTIONS)
+    yield from islice(events, _EVENTS_PER_CHAR * len(text) + _EVENTS_SLACK)
+    if next(events, None) is not None:
+        raise _TooCostly(f"over {_EVENTS_PER_CHAR} Markdown events a character")
+
+
+_STRIKETHROUGH_START = {"Start": "Strikethrough"}
+
+
+def _literal_delimiters(text: str) -> list[int]:
+    """The library's ``_literal_delimiters``: UTF-8 offsets of the ``$`` and ``~``
+    delimiters to read as text, a single ``~`` (approximately) and math that a digit
+    follows (a price)."""
+    if "$" not in text and "~" not in text:
+        return []
+    source = text.encode("utf-8")
+    offsets: list[int] = []
+    for payload, source_range in _events(text):
+        if payload == _STRIKETHROUGH_START:
+            start, end = source_range["start"], source_range["end"]
+            if source[start + 1 : start + 2] != b"~":
+                offsets += (start, end - 1)
+        elif isinstance(payload, dict) and "InlineMath" in payload:
+            start, end = source_range["start"], source_range["end"]
+            if source[end : end + 1].isdigit():
+                offsets += (start, end - 1)
+    return offsets
+
+
+def _preprocess_spoilers(text: str) -> str:
+    """The library's ``_preprocess_spoilers``: ``||spoiler||`` becomes
+    ``<tg-spoiler>spoiler</tg-spoiler>`` outside code."""
+    if "||" not in text:
+        return text
+    data = text.encode("utf-8")
+    pieces: list[str] = []
+    cursor = 0
+    for payload, source_range in _events(text):
+        if not isinstance(payload, dict):
+            continue
+        start = payload.get("Start")
+        if (isinstance(start, dict) and "CodeBlock" in start) or "Code" in payload:
+            code_start, code_end = source_range["start"], source_range["end"]
+            pieces.append(_SPOILER_RE.sub(_spoiler, data[cursor:code_start].decode("utf-8")))
+            pieces.append(data[code_start:code_end].decode("utf-8"))
+            cursor = code_end
+    pieces.append(_SPOILER_RE.sub(_spoiler, data[cursor:].decode("utf-8")))
+    return "".join(pieces)
+
+
+_BREAK_CHARS = "\r\n \t>"
+
+
+def _spoiler(match: re.Match[str]) -> str:
+    """The library's ``_spoiler_replacement``: the tags go inside the line breaks (and
+    their blockquote markers) at the spoiler's edges, so that an open tag never stands
+    on a line of its own (an HTML block, which would swallow it).
+
+    The library finds the edges with a regular expression that backtracks exponentially
+    in the ``>`` markers of a spoiler that does not end in line breaks; the same edges
+    are found here in one pass: the leading ones greedily, the trailing ones as the
+    shortest tail that starts with a line break and holds only breaks, blanks and ``>``.
+    """
+    body = match.group(1)
+    lead = _leading_breaks(body)
+    tail = max(len(body.rstrip(_BREAK_CHARS)), lead)
+    breaks = [i for i in (body.find("\n", tail), body.find("\r", tail)) if i != -1]
+    tail = min(breaks, default=len(body))
+    if tail == lead:
+        return match.group(0)
+    return f"{body[:lead]}<tg-spoiler>{body[lead:tail]}</tg-spoiler>{body[tail:]}"
+
+
+def _leading_breaks(text: str) -> int:
+    """The length of ``((?:[ \\t]*(?:\\r\\n?|\\n)(?:[ \\t]*>[ \\t]?)*)*)`` matched greedily
+    at the start of ``text``: line breaks, the blanks before them, and the blockquote
+    markers after them."""
+    n = len(text)
+    end = i = 0
+    while True:
+        while i < n and text[i] in " \t":
+            i += 1
+        if text.startswith("\r\n", i):
+            i += 2
+        elif i < n and text[i] in "\r\n":
+            i += 1
+        else:
+            return end
+        end = i
+        while True:  # blockquote markers: blanks, ">", at most one blank
+            j = i
+            while j < n and text[j] in " \t":
+                j += 1
+            if j == n or text[j] != ">":
+                break
+            i = j + 1
+            if i < n and text[i] in " \t":
+                i += 1
+            end = i
+        i = end
+
+
+# -- LaTeX -------------------------------------------------------------------------------
+
+# The library tests for LaTeX by looking for each of its ~500 symbols in the text; every
+# symbol holds one of its one-character symbols, so one pass over the text does
+# (test_render_hostile checks that this still holds for the installed library).
+_LATEX_CHARS = frozenset(s for s in _LATEX_PROBE_SYMBOLS if len(s) == 1)
+
+
+def _has_latex(content: str) -> bool:
+    """The library's ``_contains_latex_symbols``."""
+    return len(content) >= 5 and not _LATEX_CHARS.isdisjoint(content)
+
+
+def _escape_latex(text: str) -> str:
+    """The library's ``_escape_latex``: ``\\[...\\]`` and ``\\(...\\)`` that hold LaTeX
+    become ``$$...$$`` and ``$...$`` math, converted to Unicode, within a paragraph.
+
+    The library's lazy regular expressions rescan the paragraph for every opening that
+    has no closing after it (quadratic); here each opening is matched with ``find``.
+    """
+    if "\\[" not in text and "\\(" not in text:
+        return text
+    return "\n\n".join(
+        _latex_math(_latex_math(paragraph, "\\[", "\\]"), "\\(", "\\)")
+        for paragraph in text.split("\n\n")
+    )
+
+
+def _latex_math(text: str, opening: str, closing: str) -> str:
+    pieces: list[str] = []
+    done = 0
+    while (start := text.find(opening, done)) != -1:
+        end = text.find(closing, start + 2)
+        if end == -1:
+            break
+        content = text[start + 2 : end]
+        if _has_latex(content):
+            converted = _to_unicode(content).strip()
+            if opening == "\\[":
+                pieces += (text[done:start], "$$", converted, "$$")
+            else:
+                pieces += (text[done:start], "$", converted.strip("\n"), "$")
+        else:
+            pieces.append(text[done : end + 2])
+        done = end + 2
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+class _BoundedLatex(LatexToUnicodeHelper):
+    """The library's LaTeX converter, stopping (``_TooCostly``) when a command's result
+    outgrows ``budget`` characters: ``\\sqrt{\\sqrt{...}}`` doubles at every level."""
+
+    def __init__(self, budget: int) -> None:
+        self._budget = budget
+
+    def handle_command(self, command: str, latex: str, index: int) -> tuple[str, int]:
+        result: str
+        result, index = super().handle_command(command, latex, index)  # type: ignore[no-untyped-call]
+        if len(result) > self._budget:
+            raise _TooCostly("LaTeX grows too much")
+        return result, index
+
+
+def _to_unicode(latex: str) -> str:
+    """LaTeX to Unicode by the library's converter, or ``latex`` itself when converting
+    would cost too much (or fails, as the library's ``convert`` does)."""
+    if len(latex) > _MAX_LATEX or _brace_depth(latex) > _MAX_LATEX_DEPTH:
+        return latex
+    try:
+        converted: str = _BoundedLatex(_LATEX_GROWTH * len(latex) + 64).parse(latex)  # type: ignore[no-untyped-call]
+    except (_TooCostly, RecursionError):
+        return latex
+    except Exception:
+        log.debug("LaTeX conversion failed: %r", latex[:100], exc_info=True)
+        return latex
+    return converted
+
+
+def _brace_depth(text: str) -> int:
+    """How deep ``{}`` and ``[]`` (``\\sqrt[n]``) nest in ``text``, or at most as many
+    as it opens."""
+    opened = text.count("{") + text.count("[")
+    if opened <= _MAX_LATEX_DEPTH:
+        return opened
+    depth = deepest = 0
+    for ch in text:
+        if ch in "{[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "}]":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+# -- The walker --------------------------------------------------------------------------
+
+
+class _Buffer(_TextBuffer):
+    """The library's text buffer, counting the newlines at its end as it is written
+    rather than scanning back for them (which made runs of empty blocks quadratic), and
+    stopping the render (``_TooCostly``) past ``max_length`` characters."""
+
+    __slots__ = ("_max_length", "_newlines", "_newlines_before")
+
+    def __init__(self, max_length: int) -> None:
+        super().__init__()
+        self._max_length = max_length
+        self._newlines = 0
+        self._newlines_before = 0  # before the last write; -1 when unknown
+
+    def write(self, text: str) -> None:
+        super().write(text)
+        if self.py_offset > self._max_length:
+            raise _TooCostly("the rendered text grows out of proportion")
+        self._newlines_before = self._newlines
+        if text:
+            body = text.rstrip("\n")
+            self._newlines = len(text) - len(body) + (0 if body else self._newlines)
+
+    def trailing_newline_count(self) -> int:
+        return self._newlines
+
+    def pop_last(self) -> str:
+        part = super().pop_last()
+        if part:
+            before = self._newlines_before
+            self._newlines = before if before >= 0 else super().trailing_newline_count()
+            self._newlines_before = -1
+        return part
+
+
 class _Walker(EventWalker):
-    """telegramify-markdown's event walker, except that raw HTML is kept as text.
+    """telegramify-markdown's event walker, except that raw HTML is kept as text, and
+    that its output and its work stay in proportion to the text.
 
     The library drops HTML blocks and inline tags; a model that writes ``<script>`` or
-    ``<br>`` means them as text, so they are shown as written.
+    ``<br>`` means them as text, so they are shown as written. Nested list items indent
+    only ``_MAX_INDENT`` levels deep, and an item that opens with a nested item (``- - x``)
+    shares its line; a table that padding would blow up loses its alignment.
     """
 
-    def __init__(self, config: RenderConfig, source: str) -> None:
+    def __init__(self, config: RenderConfig, source: str, max_output: int) -> None:
         super().__init__(config, source)
+        self._buf = _Buffer(max_output)
         self._html: list[str] | None = None
+        self._table_source = 0  # UTF-8 length of the table being read
+        self._bare_item_end = -1  # where the last list marker ends
+
+    def walk(self, events: Iterable[Any]) -> tuple[str, list[Any], list[Any]]:
+        """The library's ``walk``, taking the events as they come."""
+        handle = self._handle_event
+        for event in events:
+            handle(event)
+        return super().walk(())
 
     def _handle_event(self, event: Any) -> None:
         payload, source_range = event if isinstance(event, tuple) else (event, None)
         if isinstance(payload, dict):
-            if payload.get("Start") == "HtmlBlock":
+            start = payload.get("Start")
+            if start == "HtmlBlock":
                 self._start_html_block(source_range)
                 return
             if payload.get("End") == "HtmlBlock":
@@ -169,6 +581,8 @@ class _Walker(EventWalker):
             if "Html" in payload and self._html is not None:
                 self._html.append(payload["Html"])
                 return
+            if isinstance(start, dict) and "Table" in start and source_range:
+                self._table_source = source_range["end"] - source_range["start"]
         super()._handle_event(event)
 
     def _on_inline_html(self, html: str) -> None:
@@ -192,6 +606,74 @@ class _Walker(EventWalker):
         else:
             self._mark_block_end()
 
+    def _on_start_item(self) -> None:
+        """The library's bullet or number, indented at most ``_MAX_INDENT`` levels, and on
+        the line of the enclosing item's marker when that item holds nothing else yet."""
+        symbols = self._config.markdown_symbol
+        if self._buf.py_offset and self._buf.py_offset == self._bare_item_end:
+            indent = ""  # "- - x": the enclosing item holds nothing but its marker yet
+        else:
+            indent = "  " * min(len(self._list_stack) - 1, _MAX_INDENT)
+            if self._buf.py_offset and not self._buf.trailing_newline_count():
+                self._buf.write("\n")
+        self._item_indent = indent
+        number = self._list_stack[-1] if self._list_stack else None
+        if number is None:
+            self._buf.write(f"{indent}{symbols.unordered_list_item} ")
+        else:
+            self._buf.write(f"{indent}{number}{symbols.ordered_list_suffix} ")
+            self._list_stack[-1] = number + 1
+        self._bare_item_end = self._buf.py_offset
+
+    def _pop_entity(self, entity_type: str) -> None:
+        """Close the innermost open scope of this type among the top ``_POP_SEARCH``: the
+        library searches the whole stack, which unclosed ``<tg-spoiler>`` tags grow."""
+        stack = self._entity_stack
+        for i in range(len(stack) - 1, max(len(stack) - _POP_SEARCH, 0) - 1, -1):
+            if stack[i].entity_type == entity_type:
+                self._finalize_entity(stack.pop(i))
+                return
+
+    def _format_table(self, rows: list[list[str]]) -> str:
+        """The library's aligned columns, unless padding every cell to its column's width
+        would make the table far longer than its source (one wide cell, rows padded
+        with empty cells): then the cells as they are, without empty ones at row ends."""
+        if rows:
+            widths = [0] * max(len(row) for row in rows)
+            for row in rows:
+                for i, cell in enumerate(row):
+                    widths[i] = max(widths[i], len(cell))
+            drawn = len(rows) * (sum(widths) + 3 * len(widths))
+            if drawn > _TABLE_GROWTH * self._table_source + _TABLE_SLACK:
+                return "\n".join(" | ".join(_without_empty_tail(row)) for row in rows)
+        return super()._format_table(rows)
+
+    def _on_inline_math(self, math: str) -> None:
+        """The library's, with the bounded LaTeX conversion (``_to_unicode``)."""
+        converted = _to_unicode(math).strip().strip("\n") if _has_latex(math) else math
+        self._write_entity("code", converted)
+
+    def _on_display_math(self, math: str, source_range: dict[str, int] | None = None) -> None:
+        """The library's, with the bounded LaTeX conversion (``_to_unicode``)."""
+        converted = _to_unicode(math).strip() if _has_latex(math) else math
+        self._ensure_block_spacing(self._source_start(source_range))
+        self._write_entity("pre", converted)
+        self._mark_block_end()
+
+    def _write_entity(self, kind: str, text: str) -> None:
+        start = self._buf.utf16_offset
+        self._buf.write(text)
+        length = self._buf.utf16_offset - start
+        if length > 0:
+            self._entities.append(_LibraryEntity(type=kind, offset=start, length=length))
+
+
+def _without_empty_tail(row: list[str]) -> list[str]:
+    end = len(row)
+    while end and not row[end - 1]:
+        end -= 1
+    return row[:end]
+
 
 @dataclass(frozen=True, slots=True)
 class _Entity:
@@ -202,16 +684,6 @@ class _Entity:
     length: int
     url: str | None = None
     language: str | None = None
-
-
-def _convert(markdown: str) -> tuple[str, list[_Entity]]:
-    try:
-        source, events = _parse(markdown, STANDARD_OPTIONS, latex_escape=True)
-        text, entities, _ = _Walker(_CONFIG, source).walk(events)
-    except Exception:  # a parser bug must not cost the user the answer
-        log.warning("Markdown rendering failed, showing the text as written", exc_info=True)
-        return markdown, []
-    return text, _clean_entities(entities)
 
 
 def _clean_entities(entities: list[Any]) -> list[_Entity]:
@@ -234,9 +706,14 @@ def _clean_entities(entities: list[Any]) -> list[_Entity]:
 def _nested(entities: list[_Entity]) -> list[_Entity]:
     """Sort outer-first and split every entity that crosses another, so that any two are
     nested or apart: Telegram refuses crossing entities. (The library's ``||spoiler||``
-    is inline HTML, not a node of the Markdown tree, so it can cross emphasis.)"""
+    is inline HTML, not a node of the Markdown tree, so it can cross emphasis.)
+
+    At most as many pieces are added as there were entities; past that, the rest of an
+    entity that crosses its container is dropped.
+    """
     heap = [(e.offset, -e.length, i, e) for i, e in enumerate(entities)]
     heapify(heap)
+    spare = len(entities)
     result: list[_Entity] = []
     ends: list[int] = []  # ends of the entities that contain the current one, innermost last
     while heap:
@@ -246,7 +723,9 @@ def _nested(entities: list[_Entity]) -> list[_Entity]:
         end = offset + e.length
         if ends and ends[-1] < end:  # crosses its container: the rest comes later
             cut = ends[-1]
-            heappush(heap, (cut, cut - end, i, replace(e, offset=cut, length=end - cut)))
+            if spare:
+                spare -= 1
+                heappush(heap, (cut, cut - end, i, replace(e, offset=cut, length=end - cut)))
             e, end = replace(e, length=cut - offset), cut
         result.append(e)
         ends.append(end)
@@ -294,25 +773,46 @@ def _safe_language(info: str) -> str | None:
     return word if len(word) <= 32 and set(word.lower()) <= _LANGUAGE_CHARS else None
 
 
-def _entities_between(entities: list[_Entity], start: int, end: int) -> list[MessageEntity]:
-    """Entities clipped to [start, end) and re-based to ``start``.
+def _entities_by_part(
+    entities: list[_Entity], bounds: list[tuple[int, int]]
+) -> list[list[MessageEntity]]:
+    """For each part's [start, end) in UTF-16 units, in order: the entities clipped to it
+    and re-based to its start, the first ``MAX_ENTITIES`` of them (outer-first).
 
-    Splitting already keeps a part under ``MAX_ENTITIES``; the cap here is the guard for
-    the one case it cannot (more than that many entities overlapping one cut).
+    Splitting keeps a part under ``MAX_ENTITIES`` where it can; the cap here is the guard
+    where it cannot (more than that many entities overlapping one cut, or a part that
+    may not end early). One sweep: the entities around a part's start are a chain of
+    nested ones, kept on a stack.
     """
-    result: list[MessageEntity] = []
-    for e in entities:
-        if e.offset >= end:
-            break  # sorted by offset
-        lo, hi = max(e.offset, start), min(e.offset + e.length, end)
-        if hi > lo:
-            result.append(
+    result: list[list[MessageEntity]] = []
+    around: list[_Entity] = []  # entities that contain the sweep's position, outermost first
+    k = 0
+    for start, end in bounds:
+        while k < len(entities) and entities[k].offset < start:
+            e = entities[k]
+            while around and around[-1].offset + around[-1].length <= e.offset:
+                around.pop()
+            around.append(e)
+            k += 1
+        while around and around[-1].offset + around[-1].length <= start:
+            around.pop()
+        chosen = around[:MAX_ENTITIES]
+        j = k
+        while j < len(entities) and entities[j].offset < end and len(chosen) < MAX_ENTITIES:
+            chosen.append(entities[j])
+            j += 1
+        result.append(
+            [
                 MessageEntity(
-                    type=e.type, offset=lo - start, length=hi - lo, url=e.url, language=e.language
+                    type=e.type,
+                    offset=max(e.offset, start) - start,
+                    length=min(e.offset + e.length, end) - max(e.offset, start),
+                    url=e.url,
+                    language=e.language,
                 )
-            )
-            if len(result) == MAX_ENTITIES:
-                break
+                for e in chosen
+            ]
+        )
     return result
 
 
@@ -343,6 +843,11 @@ class _Utf16Index:
             return u
         return bisect_right(self._offsets, u) - 1
 
+    def py_after(self, u: int) -> int:
+        """The smallest Python index whose UTF-16 offset is at least ``u``."""
+        i = self.py(u)
+        return i if self.u16(i) >= u else i + 1
+
 
 def _split(
     text: str,
@@ -354,37 +859,50 @@ def _split(
     """[start, end) Python index ranges of the parts: each non-blank, at most ``limit`` long.
 
     Only whitespace between parts is dropped. ``protected`` ranges (code blocks that fit
-    in one message) are not cut. ``spans`` are the entities, sorted by start: a part ends
-    early rather than hold more than ``MAX_ENTITIES`` of them.
+    in one message) are not cut. ``spans`` are the entities, sorted outer-first and
+    nested: a part ends early rather than hold more than ``MAX_ENTITIES`` of them.
+
+    A part other than the last holds at least a quarter of the limit (counting the
+    whitespace dropped after it), unless it ends where a code block that fits begins (the
+    next part then holds the block whole, three quarters of the limit or more), or it is
+    one of the ``_SHORT_PARTS_FOR_ENTITIES`` parts of an answer that may end earlier to
+    keep their entities. Past those, a part that would need to be shorter holds more
+    than ``MAX_ENTITIES``, and the last ones are dropped.
     """
-    starts = [a for a, _ in spans]
+    minimum = max(1, limit // _MIN_PART_SHARE)
     ranges: list[_Span] = []
     n = len(text)
+    around: list[int] = []  # ends of the spans that contain the part's start, outermost first
+    first = 0  # spans[first:] start at or after the part's start
+    short = _SHORT_PARTS_FOR_ENTITIES
     start = _next_start(text, 0)
     while start < n:
-        hi = min(index.py(index.u16(start) + limit), n)  # the part is text[start:end <= hi]
+        at = index.u16(start)
+        hi = min(index.py(at + limit), n)  # the part is text[start:end <= hi]
         lo = start + 1
         while lo < hi and text[lo - 1].isspace():
             lo += 1  # the part must hold something visible
-        budget = _entity_budget(spans, starts, start)
-        if budget is not None and budget >= lo:
-            hi = min(hi, budget)
-        end = n if hi == n else _cut(text, lo, hi, protected)
+        floor = min(max(lo, index.py_after(at + minimum)), hi)  # and be long enough
+        while first < len(spans) and spans[first][0] < start:
+            while around and around[-1] <= spans[first][0]:
+                around.pop()
+            around.append(spans[first][1])
+            first += 1
+        while around and around[-1] <= start:
+            around.pop()
+        room = MAX_ENTITIES - len(around)
+        if room > 0 and first + room < len(spans):  # the part has no room for them all
+            budget = spans[first + room][0]  # where the first entity without room starts
+            if floor <= budget < hi:
+                hi = budget
+            elif lo <= budget < floor and short:  # a short part, a few times an answer
+                hi, floor, short = budget, lo, short - 1
+        end = n if hi == n else _cut(text, lo, floor, hi, protected)
         piece = text[start:end].rstrip()
         if any(not ch.isspace() and ch not in _STRIPPED_MARKS for ch in piece):
             ranges.append((start, start + len(piece)))
         start = _next_start(text, end)
     return ranges
-
-
-def _entity_budget(spans: Sequence[_Span], starts: list[int], start: int) -> int | None:
-    """Where the entity that a part starting at ``start`` has no room for begins, if any."""
-    first = bisect_left(starts, start)
-    carried = sum(1 for _, end in spans[:first] if end > start)
-    room = MAX_ENTITIES - carried
-    if room <= 0 or first + room >= len(starts):
-        return None
-    return starts[first + room]
 
 
 def _next_start(text: str, i: int) -> int:
@@ -398,23 +916,28 @@ def _next_start(text: str, i: int) -> int:
     return j if newline == -1 or j == n else newline + 1
 
 
-def _cut(text: str, lo: int, hi: int, protected: Sequence[_Span]) -> int:
-    """Where a part ends, somewhere in [lo, hi], when the rest of the text does not fit.
+def _cut(text: str, lo: int, floor: int, hi: int, protected: Sequence[_Span]) -> int:
+    """Where a part ends, somewhere in [floor, hi], when the rest of the text does not fit.
 
     Prefers a paragraph break, then a line break, then a space, in the second half of the
-    window, then anywhere in it; cuts a word only when the window holds no boundary.
+    window, then anywhere past ``floor``; cuts a word only when there is no such boundary,
+    and then not between a letter and its accent (or inside an emoji sequence) unless the
+    whole window is one such cluster. A code block that fits starts its own part even
+    when that leaves this part short (but holding something visible: past ``lo``).
     """
-    for floor in ((lo + hi) // 2, lo):
+    for start in (max((lo + hi) // 2, floor), floor):
         for separator in (_PARAGRAPH, _LINE, _WORD):
-            cut = _last_outside(text, separator, floor, hi, protected)
+            cut = _last_outside(text, separator, start, hi, protected)
             if cut is not None:
                 return cut
-    cut = hi
-    block = _protected_at(protected, cut)
+    block = _protected_at(protected, hi)
     if block is not None and block[0] >= lo:
-        return block[0]  # a code block that fits starts its own part
-    while cut > lo and _joins_previous(text, cut):
+        return block[0]
+    cut = hi
+    while cut > floor and _joins_previous(text, cut):
         cut -= 1  # don't break a letter from its accent or an emoji sequence
+    if _joins_previous(text, cut):
+        return hi  # a window of combining marks: cut between them, and keep going
     return cut
 
 
