@@ -46,7 +46,7 @@ from aiogram.types import (
     MessageEntity,
 )
 
-from bot.render import Part, render, render_preview, utf16_len
+from bot.render import Part, render_async, render_preview_async, utf16_len
 from bot.services.pacer import (
     DRAFT_INTERVAL,
     EDIT_INTERVAL,
@@ -173,7 +173,9 @@ class AnswerWriter:
         if self.unreachable.is_set():
             return []
         markdown = self.text if markdown is None else markdown
-        parts = _with_footer(self._with_header(render(markdown, self._limit)), footer)
+        # a long answer renders in a worker thread: other chats are served meanwhile
+        rendered = await render_async(markdown, self._limit)
+        parts = _with_footer(self._with_header(rendered), footer)
         self.first_part = parts[0] if parts else None
         attached = len(parts) > MAX_PARTS
         if attached:  # the first messages, then the whole answer as a file
@@ -232,7 +234,7 @@ class AnswerWriter:
     async def _update(self) -> None:
         part = None
         if self._has_text:
-            part = self._with_header([render_preview(self.text, self._limit)])[0]
+            part = self._with_header([await render_preview_async(self.text, self._limit)])[0]
         if part is not None and part.text == self._shown:
             return
         # The placeholder holds the chat's slot only briefly: the first text should show
