@@ -18,8 +18,8 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from bot.texts import EN
 from bot.middlewares import DEDUP_TTL_SECONDS
+from bot.texts import EN
 from tests.doubles.base import Reply
 from tests.doubles.ollama_api import OllamaDouble
 from tests.doubles.telegram import FakeUser, TelegramDouble
