@@ -1,5 +1,6 @@
 """The bot on a real Redis Cluster of three masters (``REDIS_CLUSTER=1``): the end-to-end
-chat, limits, /compare, Stop and Retry tests of the other modules run here again (their
+chat, limits, /compare, Stop, Retry, arena and payment tests of the other modules run here
+again (their
 ``redis_url`` is this module's: a node of the cluster), with what only a cluster shows:
 the stats spread over the masters, /reload and Stop reaching every replica through the
 sharded control channel, reservations racing from two clients."""
@@ -7,7 +8,6 @@ sharded control channel, reservations racing from two clients."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,12 +16,14 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from bot import redis_client
-from bot.check import run_check
+from bot.check import _check_redis as check_redis
 from bot.services.paste import Pastes
 from bot.services.stats import SHARDS, Stats
 from bot.settings import Settings
 from bot.texts import EN
-from tests.harness import KEYS, running_bot, running_webhook_bot, write_catalog
+from tests import test_e2e_payments
+from tests.conftest import PERMANENT_KEYS
+from tests.harness import running_bot, running_webhook_bot
 from tests.redis_cluster import RedisClusterServers
 
 # The end-to-end tests run again on the cluster (imported: pytest collects them here,
@@ -47,6 +49,11 @@ from tests.test_e2e_limits import (  # noqa: F401
     test_overall_allowance_counts_credits,
 )
 from tests.test_e2e_ops import test_stats_for_admins_only  # noqa: F401
+from tests.test_e2e_payments import (  # noqa: F401
+    test_paid_credits_pay_when_the_free_allowance_refuses_and_refunds_return_there,
+    test_purchase_is_credited_once_and_shown,
+    test_two_replicas_credit_a_duplicate_delivery_once,
+)
 from tests.test_e2e_stop import (  # noqa: F401
     test_a_message_while_answering_is_told_to_wait_and_the_history_stays_clean,
     test_draft_stop_mid_stream_keeps_the_text_closes_the_stream_and_counts,
@@ -78,8 +85,6 @@ from tests.test_replicas import (  # noqa: F401
 )
 
 ADMIN = 4242
-# kept without an expiry on purpose (as tests/conftest.py says for one Redis)
-PERMANENT = (re.compile(r"votes:\d+"), re.compile(r"arena:pairs:\d+"))
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +107,8 @@ async def keys_without_expiry(url: str) -> list[str]:
         found = []
         async for raw in client.scan_iter(count=1000):
             key = raw.decode(errors="replace")
-            if not any(p.fullmatch(key) for p in PERMANENT) and await client.ttl(raw) == -1:
+            permanent = any(p.fullmatch(key) for p in PERMANENT_KEYS)
+            if not permanent and await client.ttl(raw) == -1:
                 found.append(key)
         return sorted(found)
     finally:
@@ -117,6 +123,8 @@ async def redis_url(
     afterwards no key the test left may lack an expiry."""
     redis_cluster.flush()
     monkeypatch.setenv("REDIS_CLUSTER", "1")
+    # the payments tests read a paid hash back with a client of one Redis: a cluster's here
+    monkeypatch.setattr(test_e2e_payments, "Redis", RedisCluster)
     yield redis_cluster.url
     found = await keys_without_expiry(redis_cluster.url)
     assert not found, f"keys without an expiry left in the cluster: {found}"
@@ -232,25 +240,12 @@ async def test_two_replicas_race_for_one_arena_vote(redis_url: str, tmp_path: Pa
         assert sum(int(v) for v in pairs.values()) == 1
 
 
-async def test_check_says_it_is_a_cluster(redis_url: str, tmp_path: Path) -> None:
-    catalog = write_catalog(
-        tmp_path,
-        **dict.fromkeys(("openai", "mistral", "llama", "ollama"), "http://127.0.0.1:1"),
-        timeout=1,
-        daily_limit=0,
-        extra="",
-    )
-    config = Settings(
-        bot_token="1:x",
-        telegram_api_url="http://127.0.0.1:1",
-        redis_url=redis_url,
-        models_file=catalog,
-    )
+async def test_check_says_it_is_a_cluster(redis_url: str) -> None:
+    """``python -m bot check``'s Redis row (the rest of check is tested elsewhere)."""
+    config = Settings(bot_token="1:x", redis_url=redis_url)
     assert config.redis_cluster  # from REDIS_CLUSTER=1
-    lines: list[str] = []
-    await run_check(config, KEYS, lines.append)
-    redis_line = next(line for line in lines if line.startswith("redis"))
-    assert " ok " in redis_line and "a cluster of 3 masters" in redis_line, redis_line
+    row = await check_redis(config)
+    assert row.ok and "a cluster of 3 masters" in row.detail, row
 
 
 async def test_a_cluster_outage_fails_closed_and_recovers(

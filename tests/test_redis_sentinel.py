@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.check import run_check
+from bot.check import _check_redis as check_redis
 from bot.settings import Settings
 from bot.texts import EN
 from tests.doubles.base import Reply
 from tests.doubles.telegram import FakeUser
-from tests.harness import KEYS, Harness, running_bot, write_catalog
+from tests.harness import Harness, running_bot
 from tests.redis_sentinel import MASTER_NAME, SentinelSet
 
 USERS = 8
@@ -149,24 +149,14 @@ async def _check_run(h: Harness, logs: list[Talk], failed_over: float) -> None:
         assert counted == asked[str(log.user.id)] == answers, (log.user.id, raw, answers)
 
 
-async def test_check_names_the_master_it_found(sentinel_set: SentinelSet, tmp_path: Path) -> None:
-    catalog = write_catalog(
-        tmp_path,
-        **dict.fromkeys(("openai", "mistral", "llama", "ollama"), "http://127.0.0.1:1"),
-        timeout=1,
-        daily_limit=0,
-        extra="",
-    )
+async def test_check_names_the_master_it_found(sentinel_set: SentinelSet) -> None:
+    """``python -m bot check``'s Redis row (the rest of check is tested elsewhere)."""
     settings = Settings(
         bot_token="1:x",
-        telegram_api_url="http://127.0.0.1:1",
         redis_url=NOWHERE,
         redis_sentinels=sentinel_set.sentinels,
         redis_sentinel_master=MASTER_NAME,
-        models_file=catalog,
     )
-    lines: list[str] = []
-    await run_check(settings, KEYS, lines.append)
-    redis_line = next(line for line in lines if line.startswith("redis"))
+    row = await check_redis(settings)
     port = sentinel_set.primary.port
-    assert " ok " in redis_line and f"127.0.0.1:{port} (Sentinel)" in redis_line, redis_line
+    assert row.ok and f"'{MASTER_NAME}' at 127.0.0.1:{port} (Sentinel)" in row.detail, row
