@@ -1,9 +1,9 @@
 """The bot on a real Redis Cluster of three masters (``REDIS_CLUSTER=1``): the end-to-end
-chat, limits, /compare, Stop, Retry, arena and payment tests of the other modules run here
-again (their
-``redis_url`` is this module's: a node of the cluster), with what only a cluster shows:
-the stats spread over the masters, /reload and Stop reaching every replica through the
-sharded control channel, reservations racing from two clients."""
+chat, limits, /compare, Stop, Retry, arena and payment tests of the other modules run
+here again (their ``redis_url`` is this module's: a node of the cluster), with what only
+a cluster shows: the stats spread over the masters, /reload and Stop reaching every
+replica through the sharded control channel, reservations racing from two clients, every
+master down and back."""
 
 from __future__ import annotations
 
