@@ -158,10 +158,6 @@ async def describe(redis: Redis) -> str:
     return version
 
 
-def is_cluster(redis: Redis) -> bool:
-    return isinstance(redis, RedisCluster)
-
-
 async def aclose(redis: Redis) -> None:
     """Close the client and its connections (and a Sentinel client's own to the
     Sentinels)."""
