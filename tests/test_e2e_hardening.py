@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,13 @@ from bot.services.history import History
 from bot.services.media import MAX_DOWNLOAD
 from bot.services.notices import prompt_too_long
 from bot.texts import EN
+from tests import support
 from tests.conftest import keys_without_expiry
 from tests.doubles.base import Reply
 from tests.doubles.telegram import FakeUser, button_labels
 from tests.harness import Harness, running_bot
 from tests.redis_server import RedisServer
+from tests.support import long_script
 
 pytestmark = pytest.mark.asyncio
 
@@ -61,32 +63,6 @@ provider = "openai"
 name = "gpt-vision-test"
 vision = true
 """
-
-
-class Script(list[str]):
-    """The pieces a model double streams, counting how many it took to send; ``done`` is
-    set when the double stops taking them (all sent, or its client went away)."""
-
-    def __init__(self, pieces: list[str]) -> None:
-        super().__init__(pieces)
-        self.taken = 0
-        self.done = False
-
-    def __iter__(self) -> Iterator[str]:
-        try:
-            for piece in list.__iter__(self):
-                self.taken += 1
-                yield piece
-        finally:
-            self.done = True
-
-    @property
-    def text(self) -> str:
-        return "".join(list.__iter__(self))
-
-
-def long_script(count: int = 40, word: str = "w") -> Script:
-    return Script([f"{word}{i:02d} " for i in range(count)])
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -134,11 +110,7 @@ def asked(double: Any) -> list[list[str]]:
 
 
 async def credits_left(user: FakeUser) -> int:
-    await user.send("/limits")
-    text = (await user.next_message(timeout=10))["text"]
-    found = re.search(r"(\d+) of (\d+) credits left", text)
-    assert found is not None and int(found.group(2)) == DAILY, text
-    return int(found.group(1))
+    return await support.credits_left(user, DAILY)
 
 
 async def first_text_shown(h: Harness, chat_id: int, since: int = 0) -> str:

@@ -5,9 +5,8 @@ app, the fake Bot API, the model doubles and a real Redis."""
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,40 +14,16 @@ import pytest
 
 from bot.services.generations import LOCK_PATIENCE
 from bot.texts import EN
+from tests import support
 from tests.doubles.base import Reply
 from tests.doubles.telegram import FakeUser, button_labels
 from tests.harness import Harness, running_bot, running_webhook_bot
+from tests.support import Script, long_script
 
 pytestmark = pytest.mark.asyncio
 
 DAILY = 10
 SLACK = 0.05
-
-
-class Script(list[str]):
-    """The pieces a model double streams, counting how many it took to send; ``done`` is
-    set when the double stops taking them (all sent, or its client went away)."""
-
-    def __init__(self, pieces: list[str]) -> None:
-        super().__init__(pieces)
-        self.taken = 0
-        self.done = False
-
-    def __iter__(self) -> Iterator[str]:
-        try:
-            for piece in list.__iter__(self):
-                self.taken += 1
-                yield piece
-        finally:
-            self.done = True
-
-    @property
-    def text(self) -> str:
-        return "".join(list.__iter__(self))
-
-
-def long_script(count: int = 40) -> Script:
-    return Script([f"w{i:02d} " for i in range(count)])
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -67,11 +42,7 @@ def asked(double: Any) -> list[list[str]]:
 
 
 async def credits_left(user: FakeUser) -> int:
-    await user.send("/limits")
-    text = (await user.next_message())["text"]
-    found = re.search(r"(\d+) of (\d+) credits left", text)
-    assert found is not None and int(found.group(2)) == DAILY, text
-    return int(found.group(1))
+    return await support.credits_left(user, DAILY)
 
 
 def stopped_text(partial: str) -> str:
