@@ -119,7 +119,11 @@ async def test_another_members_press_on_a_model_keyboard_changes_nothing(
         await bob.wait_message(contains="echo: hi", chat=group, timeout=10)
         assert h.openai.calls("/chat/completions")  # Bob is still on the default model
         await ann.click("Mistral Test", chat=group, message_id=keyboard["message_id"])
-        await h.tg.wait_for("editMessageText", ok=True)
+        # the keyboard's own edit (Bob's answer was streamed by edits too)
+        await ann.wait_message(
+            lambda m: m["message_id"] == keyboard["message_id"] and "Mistral Test" in m["text"],
+            chat=group,
+        )
         await ann.send("@manymodels_bot hello", chat=group)
         await ann.wait_message(contains="echo: hello", chat=group, timeout=10)
         assert h.mistral.calls("/chat/completions")  # Ann's own press switched her
