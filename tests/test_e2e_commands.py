@@ -13,22 +13,7 @@ from redis.asyncio import Redis
 from bot.texts import EN, RU
 from tests.doubles.telegram import FakeUser, button_labels
 from tests.harness import running_bot
-
-CAPPED = """
-[[models]]
-id = "capped"
-title = "Capped Test"
-provider = "openai"
-name = "capped-test"
-daily_limit = 3
-
-[[models]]
-id = "dear"
-title = "Dear Test"
-provider = "mistral"
-name = "dear-test"
-cost = 4
-"""
+from tests.test_e2e_limits import CAPPED
 
 IMAGES = """
 [[models]]
