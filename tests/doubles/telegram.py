@@ -6,6 +6,12 @@ state (messages with their text, entities and inline keyboards, so edits and "me
 is not modified" behave like Telegram), drafts, files, webhooks, and injectable
 failures. Every call is recorded with a monotonic timestamp.
 
+Bot API 10.1 rich messages (sendRichMessage, sendRichMessageDraft, editMessageText with
+``rich_message``) are checked like Telegram checks them (tests/doubles/telegram_rich.py);
+a rich message is stored with its flattened ``text`` and its ``rich_message``.
+``TelegramDouble(rich=False)`` (or ``tg.rich = False``) plays an older server that
+knows neither method (404) and ignores ``rich_message`` in editMessageText.
+
 The test side reads like a person using the bot::
 
     async with TelegramDouble() as tg:
@@ -36,6 +42,14 @@ import aiohttp
 from aiohttp import web
 
 from tests.doubles.base import DoubleServer
+from tests.doubles.telegram_rich import (
+    TEXT_AND_RICH,
+    CheckedRich,
+    RichError,
+    check_rich_message,
+    flatten,
+    rich_message_result,
+)
 from tests.doubles.telegram_validation import (
     FormattedText,
     FormattingError,
@@ -57,6 +71,8 @@ SENDING_METHODS = frozenset(
         "editMessageCaption",
         "editMessageReplyMarkup",
         "sendMessageDraft",
+        "sendRichMessage",
+        "sendRichMessageDraft",
         "sendPhoto",
         "sendDocument",
         "sendVoice",
@@ -75,7 +91,11 @@ _JSON_FIELDS = (
     "commands",
     "scope",
     "media",
+    "rich_message",
 )
+# Bot API 10.1: what an older Bot API server does not know (it answers 404).
+RICH_METHODS = frozenset({"sendRichMessage", "sendRichMessageDraft"})
+DRAFT_METHODS = ("sendMessageDraft", "sendRichMessageDraft")
 _CHAT_ACTIONS = {
     "typing",
     "upload_photo",
@@ -144,8 +164,15 @@ class Call:
 
     @property
     def text(self) -> str | None:
+        """The text sent; for a rich message (or draft) without one, its flattened text."""
         value = self.params.get("text")
-        return None if value is None else str(value)
+        if value is not None:
+            return str(value)
+        rich = self.params.get("rich_message")
+        if isinstance(rich, dict):
+            with contextlib.suppress(TypeError, ValueError, AttributeError, KeyError):
+                return flatten(rich)
+        return None
 
 
 Params = dict[str, Any]
@@ -231,9 +258,13 @@ class TelegramDouble(DoubleServer):
         username: str = "manymodels_bot",
         first_name: str = "Many Models",
         max_poll_wait: float = 1.0,
+        rich: bool = True,
     ) -> None:
         super().__init__()
         self.token = token
+        # Bot API 10.1 rich messages; False: an older server (sendRichMessage and
+        # sendRichMessageDraft are unknown methods, editMessageText ignores rich_message)
+        self.rich = rich
         self.bot_id = int(token.split(":", 1)[0]) if token.split(":", 1)[0].isdigit() else BOT_ID
         self.bot_user: dict[str, Any] = {
             "id": self.bot_id,
@@ -463,7 +494,17 @@ class TelegramDouble(DoubleServer):
         return None if draft is None else _copy(draft)
 
     def drafts(self, chat_id: int) -> list[Call]:
-        return self.calls("sendMessageDraft", chat_id, ok=True)
+        """The drafts shown in a chat, text and rich, in order (``call.text`` is a rich
+        draft's flattened text)."""
+        return [
+            call for call in self.calls(chat_id=chat_id, ok=True) if call.method in DRAFT_METHODS
+        ]
+
+    def rich_messages(self, chat_id: int) -> list[dict[str, Any]]:
+        """The chat's rich messages as shown now (edits applied): each has ``text`` (the
+        flattened text) and ``rich_message`` (what Telegram returns: the blocks sent,
+        list items labelled)."""
+        return [message for message in self.messages(chat_id) if "rich_message" in message]
 
     async def next_bot_message(
         self,
@@ -602,6 +643,8 @@ class TelegramDouble(DoubleServer):
         failure = _take(self._failures.get(method), params)
         if failure is not None:
             raise ApiError(failure.error_code, failure.description, failure.retry_after)
+        if method in RICH_METHODS and not self.rich:
+            raise ApiError(404, "Not Found")  # what the Bot API answers for unknown methods
         for name in _JSON_FIELDS:
             if isinstance(params.get(name), str) and params[name]:
                 what = "reply keyboard markup" if name == "reply_markup" else name
@@ -781,6 +824,10 @@ class TelegramDouble(DoubleServer):
         return chat, message
 
     def _api_editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.rich and params.get("rich_message") not in (None, ""):
+            if params.get("text") not in (None, ""):
+                raise bad_request(TEXT_AND_RICH)
+            return self._edit_rich(params)
         text = _formatted(params, "text", "entities")
         chat, message = self._editable(params)
         if "text" not in message:
@@ -788,13 +835,32 @@ class TelegramDouble(DoubleServer):
         markup = _inline_markup(params.get("reply_markup"))
         unchanged = (
             message["text"] == text.text
+            and "rich_message" not in message
             and message.get("entities", []) == text.entities
             and message.get("reply_markup") == markup
         )
         if unchanged:
             raise bad_request(NOT_MODIFIED)
         message["text"] = text.text
+        message.pop("rich_message", None)
         _set_or_drop(message, "entities", text.entities)
+        _set_or_drop(message, "reply_markup", markup)
+        message["edit_date"] = int(time.time())
+        return self._store(chat, message)
+
+    def _edit_rich(self, params: dict[str, Any]) -> dict[str, Any]:
+        """editMessageText with ``rich_message``: the message's content is replaced."""
+        rich = _rich(params)
+        chat, message = self._editable(params)
+        if "text" not in message:
+            raise bad_request("Bad Request: there is no text in the message to edit")
+        markup = _inline_markup(params.get("reply_markup"))
+        shown = rich_message_result(rich.payload)
+        if message.get("rich_message") == shown and message.get("reply_markup") == markup:
+            raise bad_request(NOT_MODIFIED)
+        message["text"] = rich.text
+        message["rich_message"] = shown
+        message.pop("entities", None)
         _set_or_drop(message, "reply_markup", markup)
         message["edit_date"] = int(time.time())
         return self._store(chat, message)
@@ -853,6 +919,41 @@ class TelegramDouble(DoubleServer):
         chat.draft = {"draft_id": draft_id, "text": text.text, "entities": text.entities}
         if _bool(params.get("can_stop")):
             chat.draft["can_stop"] = True
+        self._notify()
+        return True
+
+    def _api_sendRichMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        rich = _rich(params)
+        chat = self._chat(params, sending=True)
+        markup = _inline_markup(params.get("reply_markup"))
+        message = self._new_message(chat, self.bot_user)
+        self._reply_to(chat, params, message)
+        message["text"] = rich.text
+        message["rich_message"] = rich_message_result(rich.payload)
+        if markup:
+            message["reply_markup"] = markup
+        chat.draft = None
+        chat.sent_by_bot.append(message["message_id"])
+        chat.snapshots[message["message_id"]] = _copy(message)
+        return self._store(chat, message)
+
+    def _api_sendRichMessageDraft(self, params: dict[str, Any]) -> bool:
+        rich = _rich(params, draft=True)
+        chat = self._chat(params, sending=True)
+        if not chat.is_private:
+            raise bad_request("Bad Request: TEXTDRAFT_PEER_INVALID")
+        draft_id = _int(params, "draft_id", 0)
+        if draft_id == 0:
+            raise bad_request("Bad Request: RANDOM_ID_INVALID")
+        chat.draft = {
+            "draft_id": draft_id,
+            "text": rich.text,
+            "entities": [],
+            "rich_message": rich.payload,
+        }
+        for flag in ("can_stop", "keep_on_stop"):
+            if _bool(params.get(flag)):
+                chat.draft[flag] = True
         self._notify()
         return True
 
@@ -1501,6 +1602,10 @@ class FakeUser:
     def bot_messages(self, *, chat: ChatRef = None) -> list[dict[str, Any]]:
         return [m for m in self.messages(chat=chat) if m["from"]["id"] == self.tg.bot_id]
 
+    def rich_messages(self, *, chat: ChatRef = None) -> list[dict[str, Any]]:
+        """The rich messages in this chat (edits applied)."""
+        return self.tg.rich_messages(self._chat_id(chat))
+
     def draft(self) -> dict[str, Any] | None:
         """The bot's draft shown in this user's private chat now."""
         return self.tg.draft(self.id)
@@ -1644,6 +1749,14 @@ def _formatted(
             allow_empty=allow_empty,
         )
     except FormattingError as error:
+        raise bad_request(error.description) from None
+
+
+def _rich(params: dict[str, Any], *, draft: bool = False) -> CheckedRich:
+    """The ``rich_message`` of a request, checked like Telegram (raises ApiError)."""
+    try:
+        return check_rich_message(params.get("rich_message"), draft=draft)
+    except RichError as error:
         raise bad_request(error.description) from None
 
 
