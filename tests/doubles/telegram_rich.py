@@ -29,6 +29,7 @@ import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from aiogram.types import InputRichMessage
@@ -166,6 +167,7 @@ def flatten(rich_message: dict[str, Any]) -> str:
     preformatted text, formulas, list items and table rows each on their own line(s),
     a row's cells joined by " | ", a details block's summary before its blocks, a
     block quote's credit after them, thinking text as any other text."""
+    rich_message = _drop_nulls(rich_message)
     if rich_message.get("markdown") is not None:
         return str(rich_message["markdown"]).strip()
     if rich_message.get("html") is not None:
@@ -215,10 +217,14 @@ def rich_message_result(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def _drop_nulls(value: Any) -> Any:
+    """The JSON form of a value: nulls dropped, enums (of aiogram's python-mode
+    ``model_dump``) as their values."""
     if isinstance(value, dict):
         return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
         return [_drop_nulls(item) for item in value]
+    if isinstance(value, Enum):
+        return value.value
     return value
 
 
@@ -228,8 +234,8 @@ def _first_problem(error: ValidationError) -> str:
     path: list[str] = []
     for part in problem["loc"]:
         text = str(part)
-        if "[" in text or text[:1].isupper():  # a union member's name: stop there
-            break
+        if "[" in text or text[:1].isupper() or text in ("str", "int", "bool", "float"):
+            break  # a union member's name: where the value went wrong is before it
         path.append(text)
     where = ".".join(path) or "rich_message"
     return f'field "{where}": {problem["msg"]}'
