@@ -86,6 +86,7 @@ EMPTY_PREVIEW = "…"  # what a preview shows while the answer has no visible te
 _INLINE_RENDER_CHARS = 1_000
 
 _PARAGRAPH, _LINE, _WORD = "\n\n", "\n", " "
+_SUPERSCRIPT_DIGITS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 _LANGUAGE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789+-#._")
 _HOST_PUNCTUATION = frozenset("-._~")
 _BLOCKQUOTES = frozenset({"blockquote", "expandable_blockquote"})
@@ -140,10 +141,13 @@ def _config() -> RenderConfig:
     # Headings are bold (and underlined); no emoji in front of them.
     symbols.heading_level_1 = symbols.heading_level_2 = ""
     symbols.heading_level_3 = symbols.heading_level_4 = ""
+    symbols.task_uncompleted = "\N{BALLOT BOX}"  # ☐: the library's is a checked box, ☑
     return config
 
 
 _CONFIG = _config()
+# The library's options, and footnotes: ``[^1]`` where a definition ``[^1]: ...`` exists.
+_OPTIONS = STANDARD_OPTIONS | pyromark.Options.ENABLE_FOOTNOTES
 
 _Span = tuple[int, int]  # [start, end) Python string indices
 
@@ -310,7 +314,7 @@ def _events(text: str) -> Iterator[tuple[Any, Any]]:
     They are taken one at a time: held all at once they cost the garbage collector more
     than the parse, and pyromark keeps the GIL for as long as a single call lasts.
     """
-    events = pyromark.events_with_range(text, options=STANDARD_OPTIONS)
+    events = pyromark.events_with_range(text, options=_OPTIONS)
     yield from islice(events, _EVENTS_PER_CHAR * len(text) + _EVENTS_SLACK)
     if next(events, None) is not None:
         raise _TooCostly(f"over {_EVENTS_PER_CHAR} Markdown events a character")
@@ -560,6 +564,11 @@ class _Walker(EventWalker):
         self._html: list[str] | None = None
         self._table_source = 0  # UTF-8 length of the table being read
         self._bare_item_end = -1  # where the last list marker ends
+        self._footnotes: dict[str, int] = {}  # label -> number, in the order first seen
+        self._footnote_end = -1  # where the last footnote reference ends
+        self._footnote_paragraph = False  # a definition's first paragraph follows its number
+        self.headings: list[_Span] = []  # [start, end) of each heading in the text
+        self._heading_start = -1
 
     def walk(self, events: Iterable[Any]) -> tuple[str, list[Any], list[Any]]:
         """The library's ``walk``, taking the events as they come."""
@@ -583,7 +592,51 @@ class _Walker(EventWalker):
                 return
             if isinstance(start, dict) and "Table" in start and source_range:
                 self._table_source = source_range["end"] - source_range["start"]
+            if self._footnote_paragraph and start != "Paragraph":
+                self._footnote_paragraph = False
+            if "FootnoteReference" in payload:
+                self._on_footnote_reference(payload["FootnoteReference"])
+                return
+            if isinstance(start, dict) and "FootnoteDefinition" in start:
+                self._on_footnote_definition(start["FootnoteDefinition"], source_range)
+                return
         super()._handle_event(event)
+
+    def _footnote_number(self, label: str) -> str:
+        number = self._footnotes.setdefault(label, len(self._footnotes) + 1)
+        return str(number).translate(_SUPERSCRIPT_DIGITS)
+
+    def _on_footnote_reference(self, label: str) -> None:
+        """A superscript number (``¹``), the footnotes numbered as first referenced;
+        adjacent references are kept apart by a comma (``¹,²``)."""
+        comma = "," if self._buf.py_offset == self._footnote_end else ""
+        self._on_text(comma + self._footnote_number(label))
+        self._footnote_end = self._buf.py_offset
+
+    def _on_footnote_definition(self, label: str, source_range: dict[str, int] | None) -> None:
+        """A footnote shows where it is defined (models put them at the end), as its
+        number and then its text: ``¹ text``."""
+        self._ensure_block_spacing(self._source_start(source_range))
+        self._on_text(self._footnote_number(label) + " ")
+        self._footnote_paragraph = True
+
+    def _on_start_paragraph(self, source_start: int | None = None) -> None:
+        if self._footnote_paragraph:  # on the line of its footnote's number
+            self._footnote_paragraph = False
+            return
+        super()._on_start_paragraph(source_start)
+
+    def _on_start_heading(
+        self, heading_data: dict[str, Any], source_start: int | None = None
+    ) -> None:
+        super()._on_start_heading(heading_data, source_start)
+        self._heading_start = self._buf.py_offset
+
+    def _on_end_heading(self) -> None:
+        if 0 <= self._heading_start < self._buf.py_offset:
+            self.headings.append((self._heading_start, self._buf.py_offset))
+        self._heading_start = -1
+        super()._on_end_heading()
 
     def _on_inline_html(self, html: str) -> None:
         if html in _SPOILER_TAGS:  # the library's rewrite of ||spoiler||

@@ -112,6 +112,11 @@ CORPUS: dict[str, tuple[str, bool]] = {
     "$ x25000 then a digit": ("$" * 25_000 + "1", False),
     # Each empty heading scanned back over every newline written before it.
     "hard breaks then empty headings": ("a" + "\\\n" * 10_000 + "[]()\n" + "#\n" * 10_000, True),
+    # Footnotes: references to one definition, many definitions, definitions in
+    # definitions.
+    "footnote references x10000": ("[^a]" * 10_000 + "\n\n[^a]: note", False),
+    "footnote definitions x10000": ("".join(f"[^{i}]: x[^{i}]\n" for i in range(10_000)), False),
+    "nested footnote definitions": ("[^a]: " * 10_000 + "x", False),
     "astral characters x50000": ("😀" * 50_000, True),
     "emoji sequences x10000": ("👨‍👩‍👧" * 10_000, True),
 }
