@@ -58,6 +58,7 @@ from telegramify_markdown.converter import (
     _TextBuffer,
 )
 from telegramify_markdown.entity import MessageEntity as _LibraryEntity
+from telegramify_markdown.latex_escape.const import FRAC_MAP, SUBSCRIPTS, SUPERSCRIPTS
 from telegramify_markdown.latex_escape.helper import LatexToUnicodeHelper
 
 __all__ = [
@@ -280,8 +281,10 @@ class _TooCostly(Exception):
 
 def _convert(markdown: str) -> tuple[str, list[_Entity]]:
     try:
-        source, events = _parse(markdown)
-        walker = _Walker(_CONFIG, source, _GROWTH_PER_CHAR * len(markdown) + _GROWTH_SLACK)
+        source, events, converted = _parse(markdown)
+        walker = _Walker(
+            _CONFIG, source, _GROWTH_PER_CHAR * len(markdown) + _GROWTH_SLACK, converted
+        )
         text, entities, _ = walker.walk(events)
     except _TooCostly as exc:
         log.info("Markdown too costly to render (%s), showing the text as written", exc)
@@ -292,20 +295,22 @@ def _convert(markdown: str) -> tuple[str, list[_Entity]]:
     return text, _clean_entities(entities)
 
 
-def _parse(markdown: str) -> tuple[str, Iterator[tuple[Any, Any]]]:
-    """The library's ``_parse``: the text as preprocessed, and its events (lazily).
+def _parse(markdown: str) -> tuple[str, Iterator[tuple[Any, Any]], frozenset[str]]:
+    """The library's ``_parse``: the text as preprocessed, and its events (lazily); and
+    the math that LaTeX preprocessing wrote, converted already.
 
     LaTeX and spoiler preprocessing are the library's, done in linear time here, and the
     re-parse that escapes ``$`` and ``~`` delimiters to read as text (``$10.49 (~$11.20)``
     is two prices) stops after ``_DELIMITER_ROUNDS`` rounds.
     """
-    text = _preprocess_spoilers(_escape_latex(markdown))
+    converted: set[str] = set()
+    text = _preprocess_spoilers(_escape_latex(markdown, converted))
     for _ in range(_DELIMITER_ROUNDS):
         offsets = _literal_delimiters(text)
         if not offsets:
             break
         text = _escape_at(text, offsets)
-    return text, _events(text)
+    return text, _events(text), frozenset(converted)
 
 
 def _events(text: str) -> Iterator[tuple[Any, Any]]:
@@ -429,22 +434,24 @@ def _has_latex(content: str) -> bool:
     return len(content) >= 5 and not _LATEX_CHARS.isdisjoint(content)
 
 
-def _escape_latex(text: str) -> str:
+def _escape_latex(text: str, converted: set[str] | None = None) -> str:
     """The library's ``_escape_latex``: ``\\[...\\]`` and ``\\(...\\)`` that hold LaTeX
     become ``$$...$$`` and ``$...$`` math, converted to Unicode, within a paragraph.
+    ``converted`` collects the math written, which is not to be converted again.
 
     The library's lazy regular expressions rescan the paragraph for every opening that
     has no closing after it (quadratic); here each opening is matched with ``find``.
     """
     if "\\[" not in text and "\\(" not in text:
         return text
+    done = set[str]() if converted is None else converted
     return "\n\n".join(
-        _latex_math(_latex_math(paragraph, "\\[", "\\]"), "\\(", "\\)")
+        _latex_math(_latex_math(paragraph, "\\[", "\\]", done), "\\(", "\\)", done)
         for paragraph in text.split("\n\n")
     )
 
 
-def _latex_math(text: str, opening: str, closing: str) -> str:
+def _latex_math(text: str, opening: str, closing: str, converted: set[str]) -> str:
     pieces: list[str] = []
     done = 0
     while (start := text.find(opening, done)) != -1:
@@ -453,11 +460,13 @@ def _latex_math(text: str, opening: str, closing: str) -> str:
             break
         content = text[start + 2 : end]
         if _has_latex(content):
-            converted = _to_unicode(content).strip()
             if opening == "\\[":
-                pieces += (text[done:start], "$$", converted, "$$")
+                math = _display_unicode(content)
+                pieces += (text[done:start], "$$", math, "$$")
             else:
-                pieces += (text[done:start], "$", converted.strip("\n"), "$")
+                math = _inline_unicode(content)
+                pieces += (text[done:start], "$", math, "$")
+            converted.add(math)
         else:
             pieces.append(text[done : end + 2])
         done = end + 2
@@ -465,34 +474,280 @@ def _latex_math(text: str, opening: str, closing: str) -> str:
     return "".join(pieces)
 
 
+# What math (``$...$``, ``$$...$$``) needs to hold for converting it to change more than
+# its spaces: a command, a group, a subscript or superscript.
+_TEX_CHARS = frozenset("\\{^_")
+
+
+def _is_tex(math: str) -> bool:
+    return not _TEX_CHARS.isdisjoint(math)
+
+
+def _inline_unicode(latex: str) -> str:
+    """Inline math as one line of Unicode (a matrix as ``(a, b; c, d)``)."""
+    return _to_unicode(latex).strip().strip("\n")
+
+
+def _display_unicode(latex: str) -> str:
+    """Display math as lines of Unicode: a matrix as rows in aligned columns, with what
+    stands on its line beside its middle row."""
+    return _dedent(_to_unicode(latex, display=True))
+
+
+def _dedent(text: str) -> str:
+    """``text`` without blank lines at its ends, trailing blanks, or the indentation that
+    all its lines share."""
+    lines = [line.rstrip() for line in text.strip("\n").rstrip().split("\n")]
+    indent = min((len(line) - len(line.lstrip(" ")) for line in lines if line), default=0)
+    return "\n".join(line[indent:] for line in lines)
+
+
 class _BoundedLatex(LatexToUnicodeHelper):
     """The library's LaTeX converter, stopping (``_TooCostly``) when a command's result
-    outgrows ``budget`` characters: ``\\sqrt{\\sqrt{...}}`` doubles at every level."""
+    outgrows ``budget`` characters: ``\\sqrt{\\sqrt{...}}`` nests without end.
 
-    def __init__(self, budget: int) -> None:
+    Roots and fractions are written to be read on a line, ``√(b²-4ac)`` and ``(a+b)/(2a)``,
+    not with combining overlines (the library's ``√b̅²̅-̅4̅a̅c̅``). In display math a matrix
+    becomes rows in aligned columns between tall brackets; the converter returns it as
+    one placeholder character (``_MATRIX_MARKS``) that ``layout`` replaces by its rows,
+    with the text on the placeholder's line beside the middle one. Inline, and when that
+    would outgrow the budget, a matrix is one line: ``(a, b; c, d)``.
+    """
+
+    def __init__(self, budget: int, display: bool = False) -> None:
         self._budget = budget
+        self._room = budget  # for the rows of the matrices drawn
+        self._display = display
+        # Each matrix as one line, as drawn rows, and its cells when it has no brackets
+        # of its own (to draw it between those around it, as \\left( ... \\right) are).
+        self._matrices: list[tuple[str, list[str], list[list[str]] | None]] = []
 
     def handle_command(self, command: str, latex: str, index: int) -> tuple[str, int]:
         result: str
-        result, index = super().handle_command(command, latex, index)  # type: ignore[no-untyped-call]
+        if command == "\\sqrt":
+            root: str
+            radicand: str
+            root, index = self.parse_optional(latex, index)  # type: ignore[no-untyped-call]
+            radicand, index = self.parse_block(latex, index)  # type: ignore[no-untyped-call]
+            result = _root(root.strip(), radicand.strip())
+        else:
+            result, index = super().handle_command(command, latex, index)  # type: ignore[no-untyped-call]
         if len(result) > self._budget:
             raise _TooCostly("LaTeX grows too much")
         return result, index
 
+    @staticmethod
+    def make_fraction(numerator: str, denominator: str) -> str:
+        n, d = numerator.strip(), denominator.strip()
+        if not n and not d:
+            return ""
+        vulgar: str | None = FRAC_MAP.get((n, d))
+        if vulgar:
+            return vulgar
+        if not (_is_word(n) or _is_grouped(n)):
+            n = f"({n})"
+        if not (_is_atom(d) or _is_grouped(d)):
+            d = f"({d})"
+        return f"{n}/{d}"
 
-def _to_unicode(latex: str) -> str:
-    """LaTeX to Unicode by the library's converter, or ``latex`` itself when converting
-    would cost too much (or fails, as the library's ``convert`` does)."""
+    def _render_matrix(self, content: str, left: str, right: str, compact: bool = False) -> str:
+        rows = [
+            [self._cell(cell) for cell in row.split("&")]
+            for row in content.split("\\\\")
+            if row.strip()
+        ]
+        line = "; ".join(", ".join(row) for row in rows)
+        line = f"{left}{line}{right}"
+        if not rows or not self._display or compact or len(self._matrices) >= len(_MATRIX_MARKS):
+            return line
+        drawn = _draw_matrix(rows, left, right)
+        size = sum(map(len, drawn)) + len(drawn)
+        if size > self._room:
+            return line
+        self._room -= size
+        self._matrices.append((line, drawn, None if left or right else rows))
+        return _MATRIX_MARKS[len(self._matrices) - 1]
+
+    def _cell(self, latex: str) -> str:
+        cell: str = self.parse(latex.strip())  # type: ignore[no-untyped-call]
+        if self._matrices and not _MATRIX_MARK_SET.isdisjoint(cell):
+            cell = self.flat(cell)  # a matrix in a matrix: one line
+        return " ".join(cell.split())
+
+    def flat(self, text: str) -> str:
+        """``text`` with its matrices on one line each."""
+        return text.translate({ord(_MATRIX_MARKS[i]): m[0] for i, m in enumerate(self._matrices)})
+
+    def _boxes(self, line: str) -> list[list[str]]:
+        """The line's text and matrices, in turn: the text as one row, a matrix as its
+        rows, within the brackets that stand around it if it has none of its own."""
+        boxes: list[list[str]] = []
+        piece_start = 0
+        for i, ch in enumerate(line):
+            if ch not in _MATRIX_MARK_SET:
+                continue
+            _, drawn, cells = self._matrices[ord(ch) - ord(_MATRIX_MARKS[0])]
+            before = line[piece_start:i].rstrip(" ")
+            after = len(line) - len(line[i + 1 :].lstrip(" "))  # where the text after starts
+            if cells and before and after < len(line):
+                closer = _CLOSERS.get(before[-1])
+                if closer and line[after] == closer:  # (  matrix  ): as tall as it is
+                    drawn = _draw_matrix(cells, before[-1], closer)
+                    boxes += ([before[:-1]], drawn)
+                    piece_start = after + 1
+                    continue
+            boxes += ([line[piece_start:i]], drawn)
+            piece_start = i + 1
+        boxes.append([line[piece_start:]])
+        return boxes
+
+    def layout(self, text: str) -> str:
+        """``text`` with each matrix drawn as its rows: the other text on its line stands
+        beside the middle row (``A = ⎛1  0⎞`` above ``    ⎝0  1⎠``). A line that would
+        outgrow the budget keeps its matrices on one line."""
+        if not self._matrices:
+            return text
+        lines: list[str] = []
+        for line in text.split("\n"):
+            if _MATRIX_MARK_SET.isdisjoint(line):
+                lines.append(line)
+                continue
+            boxes = self._boxes(line)
+            height = max(map(len, boxes))
+            widths = [max(map(_width, box)) for box in boxes]
+            size = height * (sum(widths) + 1)
+            if size > self._room:
+                lines.append(self.flat(line))
+                continue
+            self._room -= size
+            middle = (height - 1) // 2
+            rows: list[list[str]] = [[] for _ in range(height)]
+            for box, width in zip(boxes, widths, strict=True):
+                top = min(max(middle - (len(box) - 1) // 2, 0), height - len(box))
+                for r, row in enumerate(rows):
+                    piece = box[r - top] if top <= r < top + len(box) else ""
+                    row.append(piece + " " * (width - _width(piece)))
+            lines += ("".join(row).rstrip() for row in rows)
+        return "\n".join(lines)
+
+
+# Placeholders for the matrices of display math (private-use characters): math that
+# holds any of them keeps its matrices on one line.
+_MATRIX_MARKS = "".join(map(chr, range(0xE100, 0xE200)))
+_MATRIX_MARK_SET = frozenset(_MATRIX_MARKS)
+_CLOSERS = {"(": ")", "[": "]", "{": "}", "|": "|", "‖": "‖"}
+# Brackets taller than a line, by the matrix's left bracket: top, middle, bottom and
+# filling pieces of the left side, then of the right.
+_TALL_BRACKETS = {
+    "(": ("⎛", "⎜", "⎝", "⎜", "⎞", "⎟", "⎠", "⎟"),
+    "[": ("⎡", "⎢", "⎣", "⎢", "⎤", "⎥", "⎦", "⎥"),
+    "{": ("⎧", "⎨", "⎩", "⎪", "⎫", "⎬", "⎭", "⎪"),
+}
+
+
+def _draw_matrix(rows: list[list[str]], left: str, right: str) -> list[str]:
+    """The rows of a matrix, its columns centred (as LaTeX does, rounding to the right, so
+    that ``-1`` and ``1`` end together) two spaces apart, between brackets as tall as the
+    matrix."""
+    columns = max(map(len, rows))
+    widths = [0] * columns
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], _width(cell))
+    drawn: list[str] = []
+    for row in rows:
+        cells = []
+        for i, width in enumerate(widths):
+            cell = row[i] if i < len(row) else ""
+            space = width - _width(cell)
+            cells.append(" " * (space - space // 2) + cell + " " * (space // 2))
+        drawn.append("  ".join(cells))
+    pieces = _TALL_BRACKETS.get(left)
+    if pieces is None or len(drawn) == 1:  # none, | and ‖ stack; one row needs no tall ones
+        return [f"{left}{row}{right}" for row in drawn]
+    top, middle, bottom, fill, right_top, right_middle, right_bottom, right_fill = pieces
+    last = len(drawn) - 1
+    sides = [(fill, right_fill)] * len(drawn)
+    if left == "{" and last > 1:  # a brace points at its middle row
+        sides[len(drawn) // 2] = (middle, right_middle)
+    sides[0], sides[last] = (top, right_top), (bottom, right_bottom)
+    return [f"{lt}{row}{rt}" for (lt, rt), row in zip(sides, drawn, strict=True)]
+
+
+_ROOTS = {"": "√", "2": "√", "3": "∛", "4": "∜"}
+_SCRIPTS = frozenset(SUPERSCRIPTS.values()) | frozenset(SUBSCRIPTS.values())
+
+
+def _root(index: str, radicand: str) -> str:
+    """``√x``, ``√2``, ``√(b²-4ac)``, ``∛(x+1)``."""
+    radix = _ROOTS.get(index)
+    if not radicand:
+        return radix or "√"
+    if radix is None:
+        superscript = LatexToUnicodeHelper.try_make_superscript(index)  # type: ignore[no-untyped-call]
+        radix = (superscript or f"({index})") + "√"
+    if len(radicand) == 1 or radicand.isdigit() or _is_grouped(radicand):
+        return radix + radicand
+    return f"{radix}({radicand})"
+
+
+def _is_word(text: str) -> bool:
+    """Letters and digits only (``2a``, ``x²``): a numerator that needs no brackets."""
+    return all(ch.isalnum() or ch == "_" or unicodedata.combining(ch) for ch in text)
+
+
+def _is_atom(text: str) -> bool:
+    """A number, or one symbol with its subscripts and superscripts (``x²``, ``a₁``):
+    a denominator that needs no brackets."""
+    if text.replace(".", "", 1).isdigit():
+        return True
+    return len(text) >= 1 and all(ch in _SCRIPTS or ch.isdigit() for ch in text[1:])
+
+
+def _is_grouped(text: str) -> bool:
+    """Whether ``text`` is in brackets that close at its end: ``(a+b)``, not ``(a)(b)``."""
+    if len(text) < 2 or text[0] != "(" or text[-1] != ")":
+        return False
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += 1 if ch == "(" else -1 if ch == ")" else 0
+        if depth == 0:
+            return i == len(text) - 1
+    return False
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a monospace font: wide (East Asian, most emoji) characters
+    take two, combining marks and zero-width characters none."""
+    if text.isascii():
+        return len(text)
+    width = 0
+    for ch in text:
+        if unicodedata.combining(ch) or ch in _ZERO_WIDTH:
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+    return width
+
+
+_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufe0e\ufe0f")
+
+
+def _to_unicode(latex: str, display: bool = False) -> str:
+    """LaTeX to Unicode by the library's converter (``_BoundedLatex``), or ``latex``
+    itself when converting would cost too much (or fails, as the library's ``convert``
+    does). In display math (``display``) a matrix is drawn in rows."""
     if len(latex) > _MAX_LATEX or _brace_depth(latex) > _MAX_LATEX_DEPTH:
         return latex
+    display = display and "\\begin" in latex and _MATRIX_MARK_SET.isdisjoint(latex)
+    converter = _BoundedLatex(_LATEX_GROWTH * len(latex) + 64, display)
     try:
-        converted: str = _BoundedLatex(_LATEX_GROWTH * len(latex) + 64).parse(latex)  # type: ignore[no-untyped-call]
+        converted: str = converter.parse(latex)  # type: ignore[no-untyped-call]
+        return converter.layout(converted)
     except (_TooCostly, RecursionError):
         return latex
     except Exception:
         log.debug("LaTeX conversion failed: %r", latex[:100], exc_info=True)
         return latex
-    return converted
 
 
 def _brace_depth(text: str) -> int:
@@ -558,8 +813,15 @@ class _Walker(EventWalker):
     shares its line; a table that padding would blow up loses its alignment.
     """
 
-    def __init__(self, config: RenderConfig, source: str, max_output: int) -> None:
+    def __init__(
+        self,
+        config: RenderConfig,
+        source: str,
+        max_output: int,
+        converted_math: frozenset[str] = frozenset(),
+    ) -> None:
         super().__init__(config, source)
+        self._converted_math = converted_math  # math the LaTeX preprocessing wrote
         self._buf = _Buffer(max_output)
         self._html: list[str] | None = None
         self._table_source = 0  # UTF-8 length of the table being read
@@ -688,30 +950,58 @@ class _Walker(EventWalker):
                 return
 
     def _format_table(self, rows: list[list[str]]) -> str:
-        """The library's aligned columns, unless padding every cell to its column's width
-        would make the table far longer than its source (one wide cell, rows padded
-        with empty cells): then the cells as they are, without empty ones at row ends."""
-        if rows:
-            widths = [0] * max(len(row) for row in rows)
-            for row in rows:
-                for i, cell in enumerate(row):
-                    widths[i] = max(widths[i], len(cell))
-            drawn = len(rows) * (sum(widths) + 3 * len(widths))
-            if drawn > _TABLE_GROWTH * self._table_source + _TABLE_SLACK:
-                return "\n".join(" | ".join(_without_empty_tail(row)) for row in rows)
-        return super()._format_table(rows)
+        """The library's aligned columns, measured in the columns a monospace font gives
+        each character (``_width``: a CJK character or an emoji takes two), unless padding
+        every cell to its column's width would make the table far longer than its source
+        (one wide cell, rows padded with empty cells): then the cells as they are,
+        without empty ones at row ends."""
+        if not rows:
+            return ""
+        sizes = [[_width(cell) for cell in row] for row in rows]
+        widths = [0] * max(map(len, rows))
+        for row_sizes in sizes:
+            for i, size in enumerate(row_sizes):
+                widths[i] = max(widths[i], size)
+        drawn = len(rows) * (sum(widths) + 3 * len(widths))
+        if drawn > _TABLE_GROWTH * self._table_source + _TABLE_SLACK:
+            return "\n".join(" | ".join(_without_empty_tail(row)) for row in rows)
+        lines = []
+        for row, row_sizes in zip(rows, sizes, strict=True):
+            cells = [
+                row[i] + " " * (width - row_sizes[i]) if i < len(row) else " " * width
+                for i, width in enumerate(widths)
+            ]
+            lines.append(" | ".join(cells).rstrip())
+            if len(lines) == 1 and len(rows) > 1:  # the rule under the header
+                lines.append("-+-".join("-" * width for width in widths))
+        return "\n".join(lines)
 
     def _on_inline_math(self, math: str) -> None:
-        """The library's, with the bounded LaTeX conversion (``_to_unicode``)."""
-        converted = _to_unicode(math).strip().strip("\n") if _has_latex(math) else math
-        self._write_entity("code", converted)
+        """The library's, with the bounded LaTeX conversion (``_inline_unicode``), and in
+        a table cell when it stands in one (the library wrote it before the table)."""
+        converted = self._math(math, display=False)
+        if self._in_table_cell:
+            self._cell_parts.append(converted)
+        else:
+            self._write_entity("code", converted)
 
     def _on_display_math(self, math: str, source_range: dict[str, int] | None = None) -> None:
-        """The library's, with the bounded LaTeX conversion (``_to_unicode``)."""
-        converted = _to_unicode(math).strip() if _has_latex(math) else math
+        """The library's, with the bounded LaTeX conversion (``_display_unicode``: a matrix
+        in rows), and on one line in a table cell."""
+        if self._in_table_cell:
+            self._cell_parts.append(" ".join(self._math(math, display=False).split()))
+            return
+        converted = self._math(math, display=True)
         self._ensure_block_spacing(self._source_start(source_range))
         self._write_entity("pre", converted)
         self._mark_block_end()
+
+    def _math(self, math: str, display: bool) -> str:
+        if math in self._converted_math:  # \(...\) or \[...\], converted already
+            return math
+        if not _is_tex(math):
+            return _dedent(math) if display else math
+        return _display_unicode(math) if display else _inline_unicode(math)
 
     def _write_entity(self, kind: str, text: str) -> None:
         start = self._buf.utf16_offset
@@ -954,19 +1244,28 @@ def _split(
         piece = text[start:end].rstrip()
         if any(not ch.isspace() and ch not in _STRIPPED_MARKS for ch in piece):
             ranges.append((start, start + len(piece)))
-        start = _next_start(text, end)
+        start = _next_start(text, end, min(floor, end))
     return ranges
 
 
-def _next_start(text: str, i: int) -> int:
+def _next_start(text: str, i: int, earliest: int = 0) -> int:
     """Where the next part starts: past the whitespace at ``i``, keeping the indentation
-    of its first line (code must keep it)."""
+    of its first line (code must keep it; Telegram keeps spaces at the start of a
+    ``pre``) when that line starts at ``earliest`` or later (the part before must not
+    end too early), as a cut in the indentation can leave it."""
     n = len(text)
     j = i
     while j < n and text[j].isspace():
         j += 1
+    if j == n:
+        return j
     newline = text.rfind("\n", i, j)
-    return j if newline == -1 or j == n else newline + 1
+    if newline != -1:
+        return newline + 1
+    k = i
+    while k > earliest and text[k - 1] in " \t":
+        k -= 1
+    return k if k == 0 or text[k - 1] == "\n" else j
 
 
 def _cut(text: str, lo: int, floor: int, hi: int, protected: Sequence[_Span]) -> int:

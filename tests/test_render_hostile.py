@@ -110,6 +110,27 @@ CORPUS: dict[str, tuple[str, bool]] = {
         False,
     ),
     "$ x25000 then a digit": ("$" * 25_000 + "1", False),
+    # Matrices are drawn in rows, padded to their columns, beside the text on their line.
+    "tall matrix beside a long line": (
+        ("$$" + "w" * 1_500 + "\\begin{pmatrix}" + "1\\\\" * 120 + "\\end{pmatrix}$$\n\n") * 40,
+        False,
+    ),
+    "matrix with a wide cell": (
+        ("$$\\begin{pmatrix}" + "w" * 900 + "\\\\" + "1\\\\" * 250 + "\\end{pmatrix}$$\n\n") * 10,
+        False,
+    ),
+    "matrices x100 on a line": (
+        ("$$" + "\\begin{pmatrix}a\\\\b\\end{pmatrix}" * 60 + "$$\n\n") * 40,
+        False,
+    ),
+    "nested matrices": (
+        ("$$" + "\\begin{pmatrix}" * 60 + "x" + "\\end{pmatrix}" * 60 + "$$ ") * 30,
+        False,
+    ),
+    "math in table cells x3000": (
+        "|a|b|\n|-|-|\n" + "| $x^2$ | $$\\begin{pmatrix}a&b\\\\c&d\\end{pmatrix}$$ |\n" * 3_000,
+        False,
+    ),
     # Each empty heading scanned back over every newline written before it.
     "hard breaks then empty headings": ("a" + "\\\n" * 10_000 + "[]()\n" + "#\n" * 10_000, True),
     # Footnotes: references to one definition, many definitions, definitions in
@@ -123,7 +144,13 @@ CORPUS: dict[str, tuple[str, bool]] = {
 
 # Dense formatting ends parts at their 100th entity when that still leaves a quarter of
 # the limit: up to four times the messages the length needs (ordinary text: ceil + 2).
-DENSE = {"autolinks x3000": ("<https://a.b/>" * 3_000, False)}
+DENSE = {
+    "autolinks x3000": ("<https://a.b/>" * 3_000, False),
+    "matrices x2000 in brackets": (
+        "\\[\\begin{pmatrix}a&b\\\\c&d\\end{pmatrix}\\] " * 2_000,
+        False,
+    ),
+}
 
 
 def parts_bound(units: int, limit: int, dense: bool = False) -> int:
