@@ -117,6 +117,10 @@ _JOINERS = frozenset("\u200d\ufe0e\ufe0f\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe
 # length needs (ordinary text: about as many as its length needs).
 _MIN_PART_SHARE = 4
 _SHORT_PARTS_FOR_ENTITIES = 2
+# A part does not end with a heading (up to this many in a row) when it can end before
+# it, and the next part can hold the heading and the first word after it (this long at
+# most) or all of the code block after it.
+_HEADINGS_IN_A_ROW, _FIRST_WORD = 3, 64
 
 # Bounds on the rendering work, per character of the answer. pulldown-cmark yields up to
 # two events a character for the densest Markdown (nested lists, ``>>>``), more only for
@@ -183,7 +187,7 @@ def render(markdown: str, limit: int = MAX_MESSAGE_LENGTH) -> list[Part]:
 
 
 def _render(markdown: str, limit: int) -> list[Part]:
-    text, entities = _convert(_clean(markdown))
+    text, entities, headings = _convert_with_headings(_clean(markdown))
     index = _Utf16Index(text)
     spans = [(index.py(e.offset), index.py(e.offset + e.length)) for e in entities]
     protected = [
@@ -191,7 +195,7 @@ def _render(markdown: str, limit: int) -> list[Part]:
         for span, e in zip(spans, entities, strict=True)
         if e.type == "pre" and e.length <= limit
     ]
-    ranges = _split(text, index, limit, protected, spans)
+    ranges = _split(text, index, limit, protected, spans, headings)
     bounds = [(index.u16(a), index.u16(b)) for a, b in ranges]
     return [
         Part(text[a:b], part_entities)
@@ -280,6 +284,12 @@ class _TooCostly(Exception):
 
 
 def _convert(markdown: str) -> tuple[str, list[_Entity]]:
+    text, entities, _ = _convert_with_headings(markdown)
+    return text, entities
+
+
+def _convert_with_headings(markdown: str) -> tuple[str, list[_Entity], list[_Span]]:
+    """The text, its entities, and where its headings are (Python indices)."""
     try:
         source, events, converted = _parse(markdown)
         walker = _Walker(
@@ -288,11 +298,11 @@ def _convert(markdown: str) -> tuple[str, list[_Entity]]:
         text, entities, _ = walker.walk(events)
     except _TooCostly as exc:
         log.info("Markdown too costly to render (%s), showing the text as written", exc)
-        return markdown, []
+        return markdown, [], []
     except Exception:  # a parser bug must not cost the user the answer
         log.warning("Markdown rendering failed, showing the text as written", exc_info=True)
-        return markdown, []
-    return text, _clean_entities(entities)
+        return markdown, [], []
+    return text, _clean_entities(entities), walker.headings
 
 
 def _parse(markdown: str) -> tuple[str, Iterator[tuple[Any, Any]], frozenset[str]]:
@@ -1198,6 +1208,7 @@ def _split(
     limit: int,
     protected: Sequence[_Span] = (),
     spans: Sequence[_Span] = (),
+    headings: Sequence[_Span] = (),
 ) -> list[_Span]:
     """[start, end) Python index ranges of the parts: each non-blank, at most ``limit`` long.
 
@@ -1241,11 +1252,52 @@ def _split(
             elif lo <= budget < floor and short:  # a short part, a few times an answer
                 hi, floor, short = budget, lo, short - 1
         end = n if hi == n else _cut(text, lo, floor, hi, protected)
+        if headings and end < n:
+            end = _before_headings(text, index, limit, end, floor, headings, protected)
         piece = text[start:end].rstrip()
         if any(not ch.isspace() and ch not in _STRIPPED_MARKS for ch in piece):
             ranges.append((start, start + len(piece)))
         start = _next_start(text, end, min(floor, end))
     return ranges
+
+
+def _before_headings(
+    text: str,
+    index: _Utf16Index,
+    limit: int,
+    end: int,
+    floor: int,
+    headings: Sequence[_Span],
+    protected: Sequence[_Span],
+) -> int:
+    """Where a part that would end at ``end`` with a heading (or up to
+    ``_HEADINGS_IN_A_ROW`` in a row) ends instead: before it, so that the heading starts
+    the next part with what follows it, when this part stays long enough (``floor``)
+    and the next one holds the heading and the start of what follows (the first word;
+    all of a code block that fits)."""
+    n = len(text)
+    k = bisect_left(headings, (end,)) - 1  # the last heading that starts before the cut
+    moved = end
+    for _ in range(_HEADINGS_IN_A_ROW):
+        if k < 0:
+            break
+        start, stop = headings[k]
+        if stop > moved or start < floor or (stop < moved and not text[stop:moved].isspace()):
+            break
+        moved, k = start, k - 1
+    if moved == end:
+        return end
+    follow = end
+    while follow < n and text[follow].isspace():
+        follow += 1
+    block = _protected_at(protected, follow + 1)
+    if block is not None and block[0] == follow:
+        reach = block[1]
+    else:
+        reach = follow
+        while reach < n and reach - follow < _FIRST_WORD and not text[reach].isspace():
+            reach += 1
+    return moved if index.u16(reach) - index.u16(moved) <= limit else end
 
 
 def _next_start(text: str, i: int, earliest: int = 0) -> int:
