@@ -1,0 +1,200 @@
+"""A growing answer as rich messages, cheaply: ``RichStream``.
+
+Each ``feed`` gets the whole answer so far. Only its tail is parsed again: the source
+from the first top-level block that later text could still change. A block is settled
+once the block after it starts on a complete line that a complete line follows (so that
+no half-written line, such as ``#`` that may yet become ``#hashtag``, or a table's
+delimiter row, decides where the block ends); settled blocks keep their aiogram objects
+and sizes, and only the tail's blocks are built again.
+
+Messages before the last are final when they are returned: the writer sends them at
+once. So a message is only returned before the last when everything in it is settled:
+whole settled blocks, or settled units of the block being written (a code block's
+complete lines, a table's complete rows, a list's items but the last). The last message
+is the draft; when the unsettled rest is longer than one message the draft shows as
+much of it as fits.
+
+While streaming, half-written Markdown is what CommonMark makes of it (an unclosed fence
+is code so far, an unclosed ``**`` or ``$$`` is text), except that a table row still being
+written is left out until its line is complete. ``feed(..., final=True)`` is the whole
+answer: everything is settled and every message is returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiogram.types import (
+    InputRichBlockList,
+    InputRichBlockPreformatted,
+    InputRichBlockTable,
+)
+
+from bot.markdown import parse_tokens
+from bot.rich_build import Footnote, Top, build
+from bot.rich_core import MAX_BLOCKS, MAX_CHARS, Block, RichPart, clean, measure
+from bot.rich_split import (
+    Cursor,
+    Entry,
+    Packed,
+    Size,
+    entries_of,
+    line_starts,
+    notes_entries,
+    pack,
+    table_units,
+)
+
+__all__ = ["RichStream", "check_blocks"]
+
+_MIN_LIMIT = 64
+
+
+def check_blocks(blocks: Sequence[Block], limit: int) -> Size:
+    """The size of ``first`` or ``last`` blocks, which must fit a message of ``limit``."""
+    if limit < _MIN_LIMIT:
+        raise ValueError(f"limit must be at least {_MIN_LIMIT}, not {limit}")
+    chars, count, _ = measure(blocks)
+    if chars > limit or count > MAX_BLOCKS:
+        raise ValueError(f"blocks of {chars} chars and {count} blocks do not fit a message")
+    return chars, count
+
+
+def _settled_units(top: Top, partial: bool, limit: int) -> int:
+    """How many units (lines, rows, items) of ``top``'s block no later text can change."""
+    if len(top.blocks) != 1:
+        return 0
+    block = top.blocks[0]
+    if isinstance(block, InputRichBlockPreformatted) and isinstance(block.text, str):
+        lines = block.text.count("\n") + 1
+        if top.kind == "code_block":  # blank lines may still join it: be careful
+            return lines - 1
+        return lines - 1 if partial else lines
+    if isinstance(block, InputRichBlockTable):
+        return table_units(block, limit)
+    if isinstance(block, InputRichBlockList):
+        return len(block.items) - 1
+    return 0
+
+
+class RichStream:
+    """Renders a growing answer for drafts/edits, cheaply: keeps the blocks of the
+    settled prefix and re-parses only the tail (see the module)."""
+
+    def __init__(self, *, first: Sequence[Block] = (), limit: int = MAX_CHARS) -> None:
+        self._first = tuple(first)
+        self._first_size = check_blocks(self._first, limit)
+        self._limit = limit
+        self._reset()
+
+    def _reset(self) -> None:
+        self._raw = ""  # the answer as fed
+        self._text = ""  # the same, cleaned (one character for one)
+        self._settled: list[Entry] = []
+        self._notes: list[tuple[int, Footnote]] = []  # settled footnote definitions
+        self._tail = 0  # where the unsettled tail starts in the text
+        self._references: dict[str, Any] = {}
+        self._frozen: list[RichPart] = []
+        self._cursor: Cursor = ()  # where the message after the frozen ones starts
+
+    def feed(self, markdown: str, *, final: bool = False) -> list[RichPart]:
+        """All messages of the answer so far (``markdown`` extends the previous one); the
+        last is the draft, the others are final. ``final``: the answer is complete."""
+        if not markdown.startswith(self._raw):
+            self._reset()
+        self._text += clean(markdown[len(self._raw) :])
+        self._raw = markdown
+        tail = self._text[self._tail :]
+        complete = tail.count("\n")  # lines of the tail that are complete
+        partial = not final and bool(tail) and not tail.endswith("\n")
+        env: dict[str, Any] = {"references": dict(self._references)}
+        partial_line = complete if partial else None
+        tops, notes = build(parse_tokens(tail, env), partial_line=partial_line)
+        starts = line_starts(tail)
+        if final:
+            settled = len(tops)
+        else:
+            settled = 0
+            while settled + 1 < len(tops) and tops[settled + 1].start + 1 < complete:
+                settled += 1
+        edge = tops[settled].start if settled < len(tops) else len(starts)
+        base = self._tail
+        settled_notes = [(base + starts[n.start], n) for n in notes if n.start < edge]
+        open_notes = [(base + starts[n.start], n) for n in notes if n.start >= edge]
+        settled_entries = entries_of(tops[:settled], starts, base)
+        open_entries = entries_of(tops[settled:], starts, base)
+        frontier: Cursor | None = None
+        if final:
+            entries = [*self._settled, *settled_entries]
+            notes_all = [*self._notes, *settled_notes, *open_notes]
+        else:
+            if tops:
+                defined = set(env.get("references", {})) - set(self._references)
+                self._commit(tail, settled_entries, settled_notes, starts[edge], bool(defined))
+            entries = list(self._settled)
+            notes_all = [*self._notes, *open_notes]
+            frontier = (len(entries),)
+            if settled < len(tops):
+                units = _settled_units(tops[settled], partial, self._limit)
+                if units > 0:
+                    frontier = (len(entries), units)
+        entries.extend(open_entries)
+        entries.extend(notes_entries(notes_all))
+        return self._parts(entries, frontier)
+
+    def _commit(
+        self,
+        tail: str,
+        entries: list[Entry],
+        notes: list[tuple[int, Footnote]],
+        edge: int,
+        defined: bool,
+    ) -> None:
+        """Keep what became settled; the tail now starts ``edge`` into the old one."""
+        self._settled.extend(entries)
+        self._notes.extend(notes)
+        if defined and edge and tail[:edge].find("]:") >= 0:
+            # Link reference definitions in what became settled: keep them for the tail.
+            # (A link before its definition was built as text: build it again.)
+            settled_env: dict[str, Any] = {}
+            text = self._text[: self._tail + edge]
+            tops, _ = build(parse_tokens(text, settled_env))
+            known = settled_env.get("references", {})
+            if set(known) - set(self._references):
+                self._references = dict(known)
+                rebuilt = entries_of(tops, line_starts(text))
+                if len(rebuilt) == len(self._settled):
+                    self._settled = rebuilt
+        self._tail += edge
+
+    def _parts(self, entries: list[Entry], frontier: Cursor | None) -> list[RichPart]:
+        first = () if self._frozen else self._first
+        packed = pack(
+            entries,
+            self._cursor,
+            first=first,
+            first_size=self._first_size if first else (0, 0),
+            limit=self._limit,
+            stop=frontier,
+            continuing=bool(self._frozen),
+        )
+        if not any(entry.size[0] for entry in entries[self._cursor[0] if self._cursor else 0 :]):
+            packed = [Packed(list(first), self._first_size, None)] if first else []
+        out = list(self._frozen)
+        for index, part in enumerate(packed):
+            last = index == len(packed) - 1
+            settled = part.end is not None and (frontier is None or part.end <= frontier)
+            if last or not settled:
+                out.append(RichPart(tuple(part.blocks), part.size[0], part.size[1], None))
+                break
+            assert part.end is not None
+            source_end = entries[part.end[0]].start
+            if out and out[-1].source_end is not None:
+                source_end = max(source_end, out[-1].source_end)
+            done = RichPart(tuple(part.blocks), part.size[0], part.size[1], source_end)
+            out.append(done)
+            if frontier is not None:  # (a final feed changes nothing)
+                self._frozen.append(done)
+                self._cursor = part.end
+        return out
