@@ -11,9 +11,18 @@ On top of the library this module shows raw HTML as written (the library drops i
 ``<script>`` in a model's answer is text), fixes or drops what Telegram refuses (links
 whose URL it rejects, custom emoji, nested quotes, crossing entities, control characters,
 lone surrogates), and splits long answers itself: on
-paragraph, then line, then word boundaries, keeping code blocks whole when they fit,
-never letting an entity cross a message boundary, and ending a message early rather than
-give it more than 100 entities (as long as that leaves it long enough).
+paragraph, then line, then word boundaries, keeping code blocks whole when they fit
+(and the indentation of the line a part starts with), never letting an entity cross a
+message boundary, not ending a message with a heading when the next can start with it,
+and ending a message early rather than give it more than 100 entities (as long as that
+leaves it long enough).
+
+It also mends what the library gets wrong for a reader: math in a table cell stays in
+the cell (the library wrote it before the table), roots and fractions read on one line
+(``√(b²-4ac)``, ``(-b ± √(b²-4ac))/(2a)``, not combining overlines), a matrix in display
+math is drawn in rows and aligned columns, table columns are measured in the columns a
+monospace font draws (CJK and emoji take two), an open task shows an empty box (☐, the
+library's is checked), and footnotes are numbered (``text¹`` and ``¹ the note``).
 
 Whatever the text, the work is linear in its length, and so are the rendered text and
 the number of messages: an answer is a user's paste echoed back as often as a model's
@@ -132,7 +141,7 @@ _MAX_INDENT = 4  # nested list levels that indent further; deeper ones stay at t
 _POP_SEARCH = 64  # open formatting scopes searched for the one an end closes
 # LaTeX is converted to Unicode only in fragments up to this long, nested this deep in
 # braces and brackets, and growing at most this much: the library's converter rescans
-# nested blocks, and each \sqrt or \overline doubles its argument (nested, exponentially).
+# nested blocks, and each \overline (the library's \sqrt did too) doubles its argument.
 _MAX_LATEX, _MAX_LATEX_DEPTH, _LATEX_GROWTH = 2_000, 16, 2
 # Rounds of re-parsing after escaping literal ``$`` and ``~`` (each round can expose more).
 _DELIMITER_ROUNDS = 3
@@ -556,7 +565,7 @@ class _BoundedLatex(LatexToUnicodeHelper):
             return vulgar
         if not (_is_word(n) or _is_grouped(n)):
             n = f"({n})"
-        if not (_is_atom(d) or _is_grouped(d)):
+        if d and not (_is_atom(d) or _is_grouped(d)):
             d = f"({d})"
         return f"{n}/{d}"
 
@@ -821,6 +830,10 @@ class _Walker(EventWalker):
     ``<br>`` means them as text, so they are shown as written. Nested list items indent
     only ``_MAX_INDENT`` levels deep, and an item that opens with a nested item (``- - x``)
     shares its line; a table that padding would blow up loses its alignment.
+
+    Math goes into the table cell it stands in; footnote references become superscript
+    numbers and their definitions ``¹ text`` where they stand; ``headings`` records where
+    each heading is, for the splitter to keep it with what follows.
     """
 
     def __init__(
@@ -1215,6 +1228,8 @@ def _split(
     Only whitespace between parts is dropped. ``protected`` ranges (code blocks that fit
     in one message) are not cut. ``spans`` are the entities, sorted outer-first and
     nested: a part ends early rather than hold more than ``MAX_ENTITIES`` of them.
+    ``headings`` (where they are, in order) move to the next part rather than end one
+    (``_before_headings``).
 
     A part other than the last holds at least a quarter of the limit (counting the
     whitespace dropped after it), unless it ends where a code block that fits begins (the

@@ -331,6 +331,8 @@ latexish = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(text=latexish)
 def test_latex_escape_is_the_librarys(text: str) -> None:
+    """The same math found and converted (roots, fractions and matrices, left out here,
+    are written to be read on a line: test_render_found)."""
     assert _escape_latex(text) == library_escape_latex(text)
 
 
