@@ -17,7 +17,8 @@ What the tree holds beyond CommonMark:
   inside a paragraph) and ``math_block`` (``$$…$$``, ``\\[…\\]`` on lines of their own; it
   may interrupt a paragraph, like a code fence): the formula's source is ``content``.
   A ``$`` counts as math only when no space follows the opening one or precedes the
-  closing one and no digit follows the closing one, so "costs $5 and $10" stays text.
+  closing one and no digit follows the closing one, so "costs $5 and $10" stays text,
+  nor when it starts with a digit and holds a word ("US$5.99 or 5$").
   A ``$$`` block ends at a blank line: an unclosed one stays a paragraph of text.
 - ``list_item`` of a task list (``- [ ] todo``, ``- [x] done``): ``meta["checked"]`` is
   ``False`` or ``True`` and the ``[ ]``/``[x]`` is removed from the item's text (what
@@ -52,7 +53,14 @@ __all__ = ["MARKDOWN", "parse", "parse_tokens"]
 
 # What a block of math may interrupt, as a code fence may.
 _MATH_BLOCK_ALT = ["paragraph", "reference", "blockquote", "list"]
+# markdown-it stops at this nesting and drops what is deeper (20 in CommonMark's preset:
+# a list ten levels deep). Ours is higher, and from _DEEP on the rest of a block is one
+# paragraph of text (_too_deep), so nothing is dropped.
+_MAX_NESTING = 100
+_DEEP = _MAX_NESTING - 10
 _TASK = re.compile(r"\[([ xX])\][ \t]+")
+# A word of two letters or more standing alone (not a \command): prose, not a formula.
+_PROSE = re.compile(r"(?:^|\s)[^\W\d_]{2,}(?=\s|$)")
 # StateInline.cache keys (positions are never negative): "no closing bracket-math
 # delimiter after the position stored here" for \( and \[.
 _NO_CLOSE = {"\\)": -1, "\\]": -2}
@@ -122,6 +130,22 @@ def _bracket_math_block(state: StateBlock, start_line: int, end_line: int, silen
     return True
 
 
+def _too_deep(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
+    """Nested too deep for the parser: the rest of this block as a paragraph of text."""
+    if state.level < _DEEP or silent:
+        return False
+    text = state.getLines(start_line, end_line, state.blkIndent, False).strip()
+    if text:
+        state.push("paragraph_open", "p", 1).map = [start_line, end_line]
+        inline = state.push("inline", "", 0)
+        inline.content = text
+        inline.map = [start_line, end_line]
+        inline.children = []
+        state.push("paragraph_close", "p", -1)
+    state.line = end_line
+    return True
+
+
 def _dollar_block() -> Callable[[StateBlock, int, int, bool], bool]:
     """dollarmath's ``$$`` block rule, made safe to ask whether it interrupts a paragraph
     (it pushes its token even when asked silently)."""
@@ -137,6 +161,24 @@ def _dollar_block() -> Callable[[StateBlock, int, int, bool], bool]:
         return found
 
     return _math_block
+
+
+def _dollar_inline(
+    rule: Callable[[StateInline, bool], bool],
+) -> Callable[[StateInline, bool], bool]:
+    """dollarmath's ``$…$`` rule, but not for prose between two prices: "US$5.99 or 5$"."""
+
+    def _math_inline(state: StateInline, silent: bool) -> bool:
+        start = state.pos
+        if not rule(state, True):  # (silently: no token pushed yet)
+            return False
+        content = state.src[start + 1 : state.pos - 1]
+        state.pos = start
+        if content[:1].isdigit() and _PROSE.search(content):
+            return False
+        return rule(state, silent)
+
+    return _math_inline
 
 
 def _task_lists(state: StateCore) -> None:
@@ -162,7 +204,10 @@ def _task_lists(state: StateCore) -> None:
 
 
 def _build() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md = MarkdownIt(
+        "commonmark",
+        {"html": False, "linkify": False, "typographer": False, "maxNesting": _MAX_NESTING},
+    )
     md.enable(["table", "strikethrough"])
     md.use(
         dollarmath_plugin,
@@ -172,6 +217,8 @@ def _build() -> MarkdownIt:
         allow_blank_lines=False,
         double_inline=True,
     )
+    inline = md.inline.ruler
+    inline.at("math_inline", _dollar_inline(inline.__rules__[inline.__find__("math_inline")].fn))
     # dollarmath registers its block rule without "alt": let it interrupt a paragraph.
     md.block.ruler.at(
         "math_block",
@@ -184,6 +231,8 @@ def _build() -> MarkdownIt:
     md.inline.ruler.before("escape", "math_brackets", _bracket_math_inline)
     md.use(footnote_plugin, inline=False, move_to_end=False, always_match_refs=True)
     md.core.ruler.after("inline", "task_lists", _task_lists)
+    first = md.block.ruler.__rules__[0].name
+    md.block.ruler.before(first, "too_deep", _too_deep)
     return md
 
 

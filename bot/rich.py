@@ -104,10 +104,11 @@ _ENTITY_WRAPPERS: dict[str, type[BaseModel]] = {
 
 def _entries(markdown: str, depth: int = 1) -> list[Entry]:
     text = clean(markdown)
-    tops, notes = build(parse_tokens(text), depth=depth)
+    numbers: dict[str, int] = {}
+    tops, notes = build(parse_tokens(text), depth=depth, numbers=numbers)
     starts = line_starts(text)
     entries = entries_of(tops, starts)
-    entries.extend(notes_entries([(starts[note.start], note) for note in notes]))
+    entries.extend(notes_entries([(starts[note.start], note) for note in notes], numbers))
     return entries
 
 

@@ -65,6 +65,11 @@ class Top:
     start: int
     end: int
     kind: str  # the opening token's type: "paragraph_open", "fence", "table_open", ...
+    markup: str = ""  # a list's marker ("-", "*", "+"; "." or ")" when ordered)
+    first_number: int = 1  # an ordered list's start
+    # The first source line of each of a list's items or a table's body rows (as built).
+    units: list[int] = field(default_factory=list)
+    numbered: int = 0  # footnote labels numbered before this block was built
 
 
 @dataclass
@@ -130,8 +135,9 @@ def _visible(text: RichText | None) -> bool:
     return bool(text_plain(text).strip())
 
 
-def _inline(token: Token) -> RichText | None:
-    """An ``inline`` token's children as rich text."""
+def _inline(token: Token, numbers: dict[str, int]) -> RichText | None:
+    """An ``inline`` token's children as rich text. Footnote marks are numbered by first
+    reference: ``numbers`` maps the labels seen so far to theirs, and takes new ones."""
     stack: list[list[Any]] = [[]]
     opened: list[Token] = []
     for t in token.children or ():
@@ -151,7 +157,11 @@ def _inline(token: Token) -> RichText | None:
             else:
                 out.append(t.markup + t.content + t.markup)
         elif kind == "footnote_ref":
-            out.append(new(RichTextSuperscript, text=str(t.meta.get("label", "*"))))
+            label = str(t.meta.get("label", ""))
+            mark = str(numbers.setdefault(label, len(numbers) + 1))
+            if out and isinstance(out[-1], RichTextSuperscript):  # [^1][^2]: "1,2"
+                mark = f"{text_plain(out.pop().text)},{mark}"
+            out.append(new(RichTextSuperscript, text=mark))
         elif kind == "image":
             alt = t.content or ""
             url = safe_url(str(t.attrs.get("src", "")))
@@ -194,11 +204,22 @@ def _paragraph(text: RichText | None) -> list[Block]:
 
 
 class _Builder:
-    def __init__(self, tokens: Sequence[Token], depth: int, partial_line: int | None) -> None:
+    def __init__(
+        self,
+        tokens: Sequence[Token],
+        depth: int,
+        partial_line: int | None,
+        numbers: dict[str, int],
+    ) -> None:
         self.tokens = tokens
         self.depth = depth
         self.partial_line = partial_line
+        self.numbers = numbers
         self.footnotes: list[Footnote] = []
+        self.units: list[int] = []  # of the top-level block being built
+
+    def inline(self, token: Token) -> RichText | None:
+        return _inline(token, self.numbers)
 
     def blocks(self, i: int, depth: int) -> tuple[list[Block], int]:
         """Blocks from token ``i`` up to the closing token of the enclosing container
@@ -215,9 +236,9 @@ class _Builder:
         tok = self.tokens[i]
         kind = tok.type
         if kind == "paragraph_open":
-            return _paragraph(_inline(self.tokens[i + 1])), i + 3
+            return _paragraph(self.inline(self.tokens[i + 1])), i + 3
         if kind == "heading_open":
-            text = _inline(self.tokens[i + 1])
+            text = self.inline(self.tokens[i + 1])
             size = int(tok.tag[1:]) if tok.tag[1:].isdigit() else 1
             blocks: list[Block] = []
             if _visible(text):
@@ -243,14 +264,14 @@ class _Builder:
         if kind in ("bullet_list_open", "ordered_list_open"):
             return self.list_block(i, depth)
         if kind == "table_open":
-            return self.table_block(i)
+            return self.table_block(i, depth)
         if kind == "footnote_reference_open":
             inner, j = self.blocks(i + 1, self.depth)
             start = tok.map[0] if tok.map else 0
             self.footnotes.append(Footnote(str(tok.meta.get("label", "")), start, inner))
             return [], j + 1
         if kind == "inline":
-            return _paragraph(_inline(tok)), i + 1
+            return _paragraph(self.inline(tok)), i + 1
         if tok.nesting == 1:  # a container we don't know: its blocks, in place
             inner, j = self.blocks(i + 1, depth)
             return inner, j + 1
@@ -267,6 +288,8 @@ class _Builder:
         j = i + 1
         while j < len(tokens) and tokens[j].type == "list_item_open":
             checked = tokens[j].meta.get("checked")
+            where = tokens[j].map
+            line = where[0] if where else 0
             inner, j = self.blocks(j + 1, depth if flat else depth + 1)
             j += 1  # list_item_close
             value = number
@@ -288,6 +311,8 @@ class _Builder:
                 if checked:
                     fields["is_checked"] = True
             items.append(new(InputRichBlockListItem, **fields))
+            if depth == self.depth:
+                self.units.append(line)
         end = j + 1  # the list's closing token
         if flat:
             return flattened, end
@@ -295,7 +320,7 @@ class _Builder:
             return [], end
         return [new(InputRichBlockList, items=items)], end
 
-    def table_block(self, i: int) -> tuple[list[Block], int]:
+    def table_block(self, i: int, depth: int) -> tuple[list[Block], int]:
         tokens = self.tokens
         rows: list[list[RichBlockTableCell]] = []
         plain: list[list[str]] = []
@@ -316,10 +341,12 @@ class _Builder:
                 ):  # a last row still being written is left out
                     rows.append(row)
                     plain.append(texts)
+                    if not header and depth == self.depth and row_line is not None:
+                        self.units.append(row_line)
             elif kind == "tbody_open":
                 header = False
             elif kind in ("th_open", "td_open"):
-                text = _inline(tokens[j + 1])
+                text = self.inline(tokens[j + 1])
                 style = str(tok.attrs.get("style", ""))
                 fields: dict[str, Any] = {"align": _ALIGNS.get(style, "left"), "valign": "top"}
                 if _visible(text):
@@ -376,12 +403,17 @@ def text_table(rows: list[list[str]]) -> str:
 
 
 def build(
-    tokens: Sequence[Token], *, depth: int = 1, partial_line: int | None = None
+    tokens: Sequence[Token],
+    *,
+    depth: int = 1,
+    partial_line: int | None = None,
+    numbers: dict[str, int] | None = None,
 ) -> tuple[list[Top], list[Footnote]]:
     """The top-level blocks of ``tokens`` (placed at ``depth``) and the footnote
     definitions. ``partial_line`` is the index of a last line still being written: a
-    table row on it is left out."""
-    builder = _Builder(tokens, depth, partial_line)
+    table row on it is left out. ``numbers``: footnote labels already numbered (by first
+    reference); the new ones are added."""
+    builder = _Builder(tokens, depth, partial_line, {} if numbers is None else numbers)
     tops: list[Top] = []
     i = 0
     last_end = 0
@@ -390,25 +422,36 @@ def build(
         if tok.nesting == -1:  # unbalanced (never from markdown-it): skip it
             i += 1
             continue
+        builder.units = []
+        numbered = len(builder.numbers)
         blocks, j = builder.block(i, depth)
         start, end = (tok.map[0], tok.map[1]) if tok.map else (last_end, last_end)
         last_end = end
         if tok.type != "footnote_reference_open":
-            tops.append(Top(blocks, start, end, tok.type))
+            top = Top(blocks, start, end, tok.type, tok.markup, numbered=numbered)
+            if builder.units:
+                top.units = builder.units
+                start_number = tok.attrs.get("start", 1)
+                top.first_number = int(start_number) if str(start_number).isdigit() else 1
+            tops.append(top)
         i = j
     return tops, builder.footnotes
 
 
-def footnote_section(footnotes: Sequence[Footnote]) -> list[Block]:
+def footnote_section(
+    footnotes: Sequence[Footnote], numbers: dict[str, int] | None = None
+) -> list[Block]:
     """The footnote definitions as the answer's last blocks: a divider, then each
-    definition's blocks, the first marked with its label in superscript."""
+    definition's blocks, the first marked in superscript with its number (``numbers``;
+    its label when it has none)."""
+    numbers = numbers or {}
     out: list[Block] = []
     seen: set[str] = set()
     for note in footnotes:
         if note.label in seen:
             continue
         seen.add(note.label)
-        mark = new(RichTextSuperscript, text=note.label or "*")
+        mark = new(RichTextSuperscript, text=str(numbers.get(note.label, note.label or "*")))
         blocks = note.blocks
         if blocks and isinstance(blocks[0], InputRichBlockParagraph):
             first = blocks[0].text

@@ -596,10 +596,12 @@ def entries_of(tops: Sequence[Top], starts: Sequence[int], offset: int = 0) -> l
     return out
 
 
-def notes_entries(notes: Sequence[tuple[int, Footnote]]) -> list[Entry]:
+def notes_entries(
+    notes: Sequence[tuple[int, Footnote]], numbers: dict[str, int] | None = None
+) -> list[Entry]:
     """The footnote section as entries; ``notes`` pairs each definition with where its
-    source starts."""
-    blocks = footnote_section([note for _, note in notes])
+    source starts; ``numbers`` are the footnotes' numbers."""
+    blocks = footnote_section([note for _, note in notes], numbers)
     if not blocks:
         return []
     start = min(start for start, _ in notes)

@@ -95,6 +95,7 @@ class RichStream:
         self._notes: list[tuple[int, Footnote]] = []  # settled footnote definitions
         self._tail = 0  # where the unsettled tail starts in the text
         self._references: dict[str, Any] = {}
+        self._numbers: dict[str, int] = {}  # footnotes numbered in the settled part
         self._frozen: list[RichPart] = []
         self._cursor: Cursor = ()  # where the message after the frozen ones starts
 
@@ -110,7 +111,9 @@ class RichStream:
         partial = not final and bool(tail) and not tail.endswith("\n")
         env: dict[str, Any] = {"references": dict(self._references)}
         partial_line = complete if partial else None
-        tops, notes = build(parse_tokens(tail, env), partial_line=partial_line)
+        numbers = dict(self._numbers)
+        tokens = parse_tokens(tail, env)
+        tops, notes = build(tokens, partial_line=partial_line, numbers=numbers)
         starts = line_starts(tail)
         if final:
             settled = len(tops)
@@ -140,7 +143,7 @@ class RichStream:
                 if units > 0:
                     frontier = (len(entries), units)
         entries.extend(open_entries)
-        entries.extend(notes_entries(notes_all))
+        entries.extend(notes_entries(notes_all, numbers))
         return self._parts(entries, frontier)
 
     def _commit(
