@@ -109,6 +109,7 @@ class App:
             dispatcher.update.outer_middleware(middleware)
         dispatcher.callback_query.outer_middleware(ButtonOwner())
         dispatcher.include_routers(*get_routers())
+        on_the_loop(dispatcher)
         app.services = app._services()
         core.generations.on_reload = app.reload
         return app
@@ -287,6 +288,28 @@ def services(core: Core) -> dict[str, Any]:
             core.quota.clock,
         ),
     }
+
+
+def on_the_loop(dispatcher: Dispatcher) -> None:
+    """aiogram runs a plain (not ``async``) filter or handler in a worker thread
+    (``asyncio.to_thread``), and a magic filter (``F.successful_payment``) is one: every
+    chat message passed one on its way to the chat handler. The thread hop costs more
+    than the check (CPU, and the event loop waiting to get the GIL back under load), so
+    every such callback runs on the loop instead, as the check it is."""
+    for router in dispatcher.chain_tail:
+        for observer in router.observers.values():
+            for handler in observer.handlers:
+                for callable_ in (handler, *(handler.filters or ())):
+                    if not callable_.awaitable:
+                        callable_.callback = _awaitable(callable_.callback)
+                        callable_.awaitable = True
+
+
+def _awaitable(callback: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        return callback(*args, **kwargs)
+
+    return call
 
 
 def tune_gc() -> None:
