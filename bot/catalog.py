@@ -10,10 +10,10 @@ import dataclasses
 import logging
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
@@ -21,6 +21,9 @@ from providers.base import ProviderConfig
 from providers.registry import KINDS
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_STATE = "_unreachable"  # Catalog._views: the providers unreachable when the views were built
 
 MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 MIN_COMPARE, MAX_COMPARE = 2, 4
@@ -113,6 +116,20 @@ class Catalog:
     unreachable: set[str] = field(default_factory=set)
     packs: dict[str, PackSpec] = field(default_factory=dict)  # what /buy sells, in order
     plans: dict[str, PlanSpec] = field(default_factory=dict)
+    # The views below (usable models by type, the defaults), each built once for the
+    # current ``unreachable`` (the only part that changes): every message asks for several
+    # (its prefs, its admission), and building them walks the whole catalog. The dicts
+    # handed out are shared: never change them.
+    _views: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _view(self, name: str, build: Callable[[], _T]) -> _T:
+        views = self._views
+        if views.get(_STATE) != self.unreachable:  # a probe hid or showed a provider
+            views.clear()
+            views[_STATE] = frozenset(self.unreachable)
+        if name not in views:
+            views[name] = build()
+        return cast(_T, views[name])
 
     @property
     def sells(self) -> bool:
@@ -129,11 +146,14 @@ class Catalog:
     def visible(self, model_type: ModelType) -> dict[str, ModelSpec]:
         """The usable models of one type (their provider has its key and answers), in
         catalog order."""
-        return {
-            k: m
-            for k, m in self.all_models.items()
-            if m.type == model_type and not self.is_hidden(k)
-        }
+        return self._view(
+            model_type,
+            lambda: {
+                k: m
+                for k, m in self.all_models.items()
+                if m.type == model_type and not self.is_hidden(k)
+            },
+        )
 
     @property
     def models(self) -> dict[str, ModelSpec]:
@@ -153,17 +173,21 @@ class Catalog:
     @property
     def vision_models(self) -> dict[str, ModelSpec]:
         """The usable chat models that can see images."""
-        return {k: m for k, m in self.models.items() if m.vision}
+        return self._view("vision", lambda: {k: m for k, m in self.models.items() if m.vision})
 
     @property
     def usable(self) -> dict[str, ModelSpec]:
         """Every usable model, of any type: what counts against limits, shown in /limits."""
-        return {k: m for k, m in self.all_models.items() if not self.is_hidden(k)}
+        return self._view(
+            "usable", lambda: {k: m for k, m in self.all_models.items() if not self.is_hidden(k)}
+        )
 
     @property
     def editing_models(self) -> dict[str, ModelSpec]:
         """The usable image models that edit photos (``edits = true``)."""
-        return {k: m for k, m in self.image_models.items() if m.edits}
+        return self._view(
+            "editing", lambda: {k: m for k, m in self.image_models.items() if m.edits}
+        )
 
     def get(self, model_id: str) -> ModelSpec | None:
         """A usable chat model."""
@@ -177,6 +201,9 @@ class Catalog:
     def default_model(self) -> str:
         """The model a new user starts on: the catalog's, or else the cheapest usable
         chat model (the first of those in catalog order)."""
+        return self._view("default", self._default_model)
+
+    def _default_model(self) -> str:
         models = self.models
         if self.defaults.model in models:
             return self.defaults.model
@@ -212,6 +239,9 @@ class Catalog:
         least two) with the cheapest usable chat models, in catalog order: past two, only
         with models no dearer than the catalog's own choices (an operator with one
         provider key still compares several models, none of them dear)."""
+        return list(self._view("compare", self._default_compare))
+
+    def _default_compare(self) -> list[str]:
         models = self.models
         chosen = [m for m in self.defaults.compare if m in models]
         size = max(MIN_COMPARE, len(self.defaults.compare))

@@ -72,7 +72,7 @@ class Admission:
         With ``partial`` (a comparison), the models over a limit are skipped (and named)
         while the others go ahead. ``switchable``: the user can choose another model of
         this kind (a refusal may suggest /model)."""
-        usable = [m for m in models if m.id in self.catalog.usable]
+        usable = [m for m in models if not self.catalog.is_hidden(m.id)]
         if not usable:
             await target.say(bot, texts.error_not_found.format(model=models[0].title))
             return None
@@ -87,8 +87,10 @@ class Admission:
         for model in denied:
             self.metrics.denials.labels(reservation.grants[model.id].name.lower()).inc()
         granted = [m for m in usable if reservation.ok(m.id)]
+        if not denied:
+            return Ticket(target.user_id, reservation, granted, reservation.date)
         now = self.quota.clock()
-        if not granted or (denied and not partial):
+        if not granted or not partial:
             overall = [m for m in denied if reservation.grants[m.id] == Grant.OVERALL_CAP]
             if partial and not overall:  # each model's own cap: name them, and the reset
                 await target.say(bot, skipped_text(texts, reservation, denied, now))
@@ -98,10 +100,8 @@ class Admission:
                 refusal = limit_text(texts, reservation, first, cap, now, switchable=switchable)
                 await target.say(bot, refusal)
             return None
-        if denied:
-            await target.say(bot, skipped_text(texts, reservation, denied, now))
-        date, _ = self.quota.day()
-        return Ticket(target.user_id, reservation, granted, date)
+        await target.say(bot, skipped_text(texts, reservation, denied, now))
+        return Ticket(target.user_id, reservation, granted, reservation.date)
 
     async def refund(self, ticket: Ticket, model: ModelSpec) -> None:
         await self.quota.refund(ticket.reservation, [model.id])

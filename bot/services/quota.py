@@ -167,6 +167,11 @@ class Reservation:
     exempt: bool = False  # an admin: nothing was counted
 
     @property
+    def date(self) -> str:
+        """The day it counts in, as in the key."""
+        return self.key.rpartition(":")[2]
+
+    @property
     def granted(self) -> list[str]:
         return [m for m, g in self.grants.items() if g in (Grant.OK, Grant.PAID)]
 
