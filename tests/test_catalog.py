@@ -272,6 +272,21 @@ def test_an_unreachable_provider_hides_its_models_until_it_answers(tmp_path: Pat
     assert list(catalog.models) == ["small", "big"]
 
 
+def test_views_are_built_once_for_each_state_of_the_unreachable_providers(
+    tmp_path: Path,
+) -> None:
+    catalog = load_catalog(write(tmp_path, GOOD), KEYS)
+    assert catalog.models is catalog.models and catalog.usable is catalog.usable
+    compare = catalog.default_compare
+    compare.append("changed by a caller")
+    assert catalog.default_compare == ["small", "big"]  # a copy each time
+    usable = catalog.usable
+    catalog.unreachable.add("local")
+    assert catalog.usable is not usable and "big" not in catalog.usable
+    catalog.unreachable.clear()
+    assert list(catalog.usable) == list(usable)
+
+
 def test_errors_do_not_cascade_from_a_refused_entry(tmp_path: Path) -> None:
     """A duplicate id and a broken entry are reported as such; nothing that names the
     broken entry complains that it is missing."""
