@@ -10,8 +10,7 @@ streaming keep being served: their chunks never wait behind new updates' work.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextvars import ContextVar
 
 _release: ContextVar[Callable[[], None] | None] = ContextVar("gate_release", default=None)
@@ -21,24 +20,35 @@ class StartGate:
     def __init__(self, slots: int) -> None:
         self._slots = asyncio.Semaphore(slots)
 
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold a slot while starting; :func:`started` (in this task) gives it back early."""
+    def slot(self) -> _Slot:
+        """Hold a slot while starting (``async with``); :func:`started` (in this task)
+        gives it back early."""
+        return _Slot(self._slots)
+
+
+class _Slot:
+    """One update's slot: a plain async context manager (one per update, so no
+    generator-based one), given back once, by :func:`started` or at the end."""
+
+    __slots__ = ("_held", "_slots", "_token")
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self._held = False
+
+    async def __aenter__(self) -> None:
         await self._slots.acquire()
-        released = False
+        self._held = True
+        self._token = _release.set(self.release)
 
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self._slots.release()
+    async def __aexit__(self, *exc: object) -> None:
+        _release.reset(self._token)
+        self.release()
 
-        token = _release.set(release)
-        try:
-            yield
-        finally:
-            _release.reset(token)
-            release()
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
 
 
 def started() -> None:

@@ -26,7 +26,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -103,6 +103,49 @@ def new_id() -> int:
     return random.randint(1, 2**31 - 1)
 
 
+class _Lease:
+    """A lock's lease while its answer runs: a timer, not a task, until the first renewal
+    (most answers end before it); a plain async context manager, as one is made per
+    message."""
+
+    __slots__ = ("_chat_id", "_every", "_gen_id", "_generations", "_key", "_task", "_timer")
+
+    def __init__(
+        self, generations: Generations, chat_id: int, gen_id: int, key: str, every: float
+    ) -> None:
+        self._generations = generations
+        self._chat_id, self._gen_id, self._key, self._every = chat_id, gen_id, key, every
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._every, self._start)
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _start(self) -> None:
+        self._timer = None
+        self._task = asyncio.get_running_loop().create_task(self._renew())
+
+    async def _renew(self) -> None:
+        owned = self._generations._owned
+        while True:
+            try:
+                if not await owned(keys=[self._key], args=[self._gen_id, LOCK_SECONDS]):
+                    return  # /stop freed the chat: it is not ours any more
+            except RedisError as exc:
+                log.warning("chat %s: could not renew its lock: %s", self._chat_id, exc)
+            await asyncio.sleep(self._every)
+
+
 class Generations:
     def __init__(self, redis: Redis, bot_id: int) -> None:
         self.redis = redis
@@ -160,35 +203,10 @@ class Generations:
     async def unlock(self, chat_id: int, user_id: int, gen_id: int) -> None:
         await self._owned(keys=[self.lock_key(chat_id, user_id)], args=[gen_id])
 
-    @contextlib.asynccontextmanager
-    async def lease(
-        self, chat_id: int, user_id: int, gen_id: int, every: float = RENEW_EVERY
-    ) -> AsyncIterator[None]:
-        """While the block runs, renew the chat's lock that ``gen_id`` holds (a renewal
-        Redis misses is tried again at the next one)."""
-        key = self.lock_key(chat_id, user_id)
-        renewing: list[asyncio.Task[None]] = []
-
-        async def renew() -> None:
-            while True:
-                try:
-                    if not await self._owned(keys=[key], args=[gen_id, LOCK_SECONDS]):
-                        return  # /stop freed the chat: it is not ours any more
-                except RedisError as exc:
-                    log.warning("chat %s: could not renew its lock: %s", chat_id, exc)
-                await asyncio.sleep(every)
-
-        # a timer, not a task, until the first renewal: most answers end before it
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(every, lambda: renewing.append(loop.create_task(renew())))
-        try:
-            yield
-        finally:
-            timer.cancel()
-            for task in renewing:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+    def lease(self, chat_id: int, user_id: int, gen_id: int, every: float = RENEW_EVERY) -> _Lease:
+        """While the block (``async with``) runs, renew the chat's lock that ``gen_id``
+        holds (a renewal Redis misses is tried again at the next one)."""
+        return _Lease(self, chat_id, gen_id, self.lock_key(chat_id, user_id), every)
 
     @contextlib.contextmanager
     def running(self, gen_id: int, part: int = 0) -> Iterator[asyncio.Event]:

@@ -24,8 +24,7 @@ of one paste sent to different replicas (webhook mode) fall back on the same hol
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -67,18 +66,18 @@ class Pastes:
     def is_part(text: str) -> bool:
         return len(text) >= SPLIT_AT
 
-    @contextmanager
-    def arriving(self, chat_id: int, user_id: int, message_id: int, text: str) -> Iterator[None]:
-        """While the update of a chat message is handled (enter before any I/O)."""
-        key = (chat_id, user_id)
+    def arriving(self, chat_id: int, user_id: int, message_id: int, text: str) -> _Arrival:
+        """While the update of a chat message is handled (``with``; enter before any I/O)."""
+        return _Arrival(self, (chat_id, user_id), message_id, self.is_part(text))
+
+    def _arrive(self, key: tuple[int, int], message_id: int, part: bool) -> None:
         self._in_flight.setdefault(key, set()).add(message_id)
-        if self.is_part(text):
+        if part:
             self._unheld.setdefault(key, set()).add(message_id)
-        try:
-            yield
-        finally:
-            _discard(self._in_flight, key, message_id)
-            self._held_here(key, message_id)
+
+    def _leave(self, key: tuple[int, int], message_id: int) -> None:
+        _discard(self._in_flight, key, message_id)
+        self._held_here(key, message_id)
 
     def _held_here(self, key: tuple[int, int], message_id: int) -> None:
         if _discard(self._unheld, key, message_id):
@@ -138,6 +137,21 @@ class Pastes:
                 self.queue_take(pipe, chat_id, user_id)
                 more, _ = await pipe.execute()
             held = sorted([*held, *more], key=_id)
+
+
+class _Arrival:
+    """One chat message's note (a plain context manager: one is made per message)."""
+
+    __slots__ = ("_key", "_message_id", "_part", "_pastes")
+
+    def __init__(self, pastes: Pastes, key: tuple[int, int], message_id: int, part: bool) -> None:
+        self._pastes, self._key, self._message_id, self._part = pastes, key, message_id, part
+
+    def __enter__(self) -> None:
+        self._pastes._arrive(self._key, self._message_id, self._part)
+
+    def __exit__(self, *exc: object) -> None:
+        self._pastes._leave(self._key, self._message_id)
 
 
 def _discard(notes: dict[tuple[int, int], set[int]], key: tuple[int, int], value: int) -> bool:
