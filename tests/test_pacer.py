@@ -179,3 +179,16 @@ def test_writers_in_a_chat_take_turns_by_when_they_were_last_shown() -> None:
         assert b()
     with pacer.in_line(7, shown_at=3.0) as alone, pacer.in_line(8, shown_at=0.0):
         assert alone()  # another chat's line is its own
+
+
+def test_the_interval_counts_from_when_a_slow_call_landed(clock: Clock) -> None:
+    """Telegram counts from a call's arrival: a call that took 0.4 s to land moves the
+    next slot on, and a quick one does not shorten it."""
+    pacer = Pacer()
+    pacer.claim(CHAT, DRAFT_INTERVAL)
+    clock.advance(0.4)
+    pacer.landed(CHAT, DRAFT_INTERVAL)
+    assert pacer.delay(CHAT) == pytest.approx(DRAFT_INTERVAL)
+    pacer.claim(OTHER, DRAFT_INTERVAL)
+    pacer.landed(OTHER, DRAFT_INTERVAL / 2)
+    assert pacer.delay(OTHER) == pytest.approx(DRAFT_INTERVAL)

@@ -77,6 +77,12 @@ class Pacer:
         slot.next_at = time.monotonic() + interval * slot.slowdown
         slot.slowdown = max(1.0, slot.slowdown * 0.9)  # recover gradually
 
+    def landed(self, chat_id: int, interval: float) -> None:
+        """An update was accepted: the next waits ``interval`` from now, since Telegram
+        counts from when the call arrived, which may be well after ``claim``."""
+        slot = self._slot(chat_id)
+        slot.next_at = max(slot.next_at, time.monotonic() + interval * slot.slowdown)
+
     def flood(self, chat_id: int, retry_after: float) -> None:
         """Telegram said 429: wait it out, then update this chat less often for a while."""
         slot = self._slot(chat_id)
