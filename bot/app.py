@@ -246,7 +246,7 @@ def services(core: Core) -> dict[str, Any]:
     admission = Admission(
         redis, catalog, core.quota, core.stats, core.metrics, settings.max_prompt_chars
     )
-    answers = Answers(admission, core.pool, core.pacer, core.generations, core.metrics)
+    answers = Answers(admission, core.pool, core.pacer, core.generations, core.metrics, core.rich)
     chat = ChatService(
         redis, catalog, core.prefs, core.history, core.generations, core.pastes, admission, answers
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     webhook_port: int = Field(default=8080, ge=1, le=65535)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: str = "INFO"
+    rich_messages: Literal["auto", "off"] = "auto"  # SPEC "Rich answers"
 
     # Beyond SPEC's table: tuning with sensible defaults, documented in .env.example.
     max_prompt_chars: int = Field(default=20_000, ge=100)

@@ -1,12 +1,19 @@
 """The answer writer: shows an answer growing in the chat, then delivers it whole.
 
-Private chats stream with ``sendMessageDraft`` (an empty draft shows Telegram's own
-"Thinking…") and finish with ``sendMessage``; groups, and private chats where drafts fail,
-send one message and edit it. Intermediate updates go out at the chat's pace (shared
-:class:`~bot.services.pacer.Pacer`), never twice with the same text, and may be dropped
-(they are tried once: :func:`bot.telegram.best_effort`); the final messages are always
-delivered (the bot's session waits out 429s and retries 5xx, see :mod:`bot.telegram`),
-a message whose formatting Telegram rejects is sent as plain text, and an answer longer
+Private chats stream with a draft (``sendRichMessageDraft``, or ``sendMessageDraft`` as
+text; an empty one shows Telegram's own "Thinking…") and finish with a message; groups,
+and private chats where drafts fail, send one message and edit it. Intermediate updates
+go out at the chat's pace (shared :class:`~bot.services.pacer.Pacer`), never twice with
+the same content, and may be dropped (they are tried once: :func:`bot.telegram.best_effort`);
+the final messages are always delivered (the bot's session waits out 429s and retries
+5xx, see :mod:`bot.telegram`).
+
+What the messages look like is the layout's business (:mod:`bot.services.layouts`): rich
+messages while Telegram takes them, else text; a refused rich message is delivered as
+text at once, and a message whose text formatting Telegram rejects as plain text. A
+reasoning model's thoughts show live above the answer, then collapsed. When an answer
+outgrows one message while it streams, the finished message is delivered at once and
+the stream goes on in the next one: what the user has read never moves. An answer longer
 than ``MAX_PARTS`` messages goes as a Markdown file after the first ones.
 """
 
@@ -30,23 +37,20 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.methods import (
-    EditMessageReplyMarkup,
-    EditMessageText,
-    SendDocument,
-    SendMessage,
-    SendMessageDraft,
-)
+from aiogram.methods import EditMessageReplyMarkup, SendDocument
 from aiogram.methods.base import TelegramMethod
-from aiogram.types import (
-    BufferedInputFile,
-    InlineKeyboardMarkup,
-    LinkPreviewOptions,
-    Message,
-    MessageEntity,
-)
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, Message
 
-from bot.render import Part, render_async, render_preview_async, utf16_len
+from bot.render import Part
+from bot.services.layouts import (
+    Content,
+    Layout,
+    RichLayout,
+    RichSwitch,
+    TextLayout,
+    rich_refusal,
+    source_end,
+)
 from bot.services.pacer import (
     DRAFT_INTERVAL,
     EDIT_INTERVAL,
@@ -65,13 +69,16 @@ T = TypeVar("T")
 TYPING_AFTER = 1.0  # seconds without text before "typing" is shown
 TURN_POLL = 0.02  # seconds between looks at the line, for a writer whose turn is not yet
 DRAFT_REFRESH = 20.0  # a draft disappears after 30 s without an update
-LIMIT = 4096
 MAX_PARTS = 10  # messages one answer may take; past that, the answer goes as a file
-_NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+
+
+class _RichRefused(Exception):
+    """Telegram refused a rich message: deliver the rest as text."""
 
 
 class AnswerWriter:
-    """One answer in one chat. Use ``start()``, then ``append()`` text, then ``finish()``."""
+    """One answer in one chat. Use ``start()``, then ``append()`` text (and ``think()``
+    reasoning), then ``finish()``."""
 
     def __init__(
         self,
@@ -87,6 +94,7 @@ class AnswerWriter:
         draft_id: int | None = None,
         stop_markup: InlineKeyboardMarkup | None = None,
         after: asyncio.Event | None = None,
+        rich: RichSwitch | None = None,
     ) -> None:
         self.bot = bot
         self.pacer = pacer
@@ -94,14 +102,18 @@ class AnswerWriter:
         self.chat_id = target.chat_id
         self.private = target.private
         self.use_draft = target.private if use_draft is None else use_draft
-        self.placeholder = texts.thinking
-        self.file_caption = texts.answer_in_file
-        self.file_name = texts.answer_file_name
+        self.texts = texts
         self.thread_id = target.thread_id
         self.header = header
         # units kept free beside the header, for a longer one later (an arena reveal)
         self.header_room = header_room
-        self.first_part: Part | None = None  # the first message as finally delivered
+        self.switch = rich
+        self.layout: Layout = (
+            RichLayout(header, header_room)
+            if rich is not None and rich.on
+            else TextLayout(header, header_room)
+        )
+        self.first_part: Content | None = None  # the first message as finally delivered
         self.typing = typing
         self.draft_id = draft_id or random.randint(1, 2**31 - 1)
         # a Stop button while streaming: under the edited message, or the draft's own
@@ -114,9 +126,16 @@ class AnswerWriter:
         self.unreachable = asyncio.Event()
         self.message_id: int | None = None  # the edited message, in edit mode
         self._pieces: list[str] = []
+        self._thoughts: list[str] = []
+        self._thinking_since: float | None = None
+        self._thinking_until: float | None = None
+        # messages delivered while streaming (finished parts), and where in the answer's
+        # Markdown the part being streamed now starts
+        self._delivered: list[int] = []
+        self._base = 0
         self._changed = asyncio.Event()
         self._closed = asyncio.Event()
-        self._shown: str | None = None  # the text of the last update Telegram accepted
+        self._shown: Content | None = None  # the last update Telegram accepted
         self._shown_at = 0.0
         self._has_text = False
         self._text_came = asyncio.Event()  # the first text, or the end: no more "typing"
@@ -128,9 +147,13 @@ class AnswerWriter:
         return "".join(self._pieces)
 
     @property
+    def thoughts(self) -> str:
+        return "".join(self._thoughts)
+
+    @property
     def reached(self) -> bool:
         """Whether any of the answer's text was shown to the user."""
-        return self._shown is not None
+        return self._shown is not None or bool(self._delivered)
 
     @property
     def interval(self) -> float:
@@ -152,10 +175,23 @@ class AnswerWriter:
 
     def append(self, delta: str) -> None:
         if delta:
+            if self._thinking_since is not None and self._thinking_until is None:
+                self._thinking_until = time.monotonic()
             self._pieces.append(delta)
-            self._has_text = True
-            self._text_came.set()
-            self._changed.set()
+            self._shows()
+
+    def think(self, delta: str) -> None:
+        """A delta of the model's reasoning: shown live, kept collapsed, never the answer."""
+        if delta:
+            if self._thinking_since is None:
+                self._thinking_since = time.monotonic()
+            self._thoughts.append(delta)
+            self._shows()
+
+    def _shows(self) -> None:
+        self._has_text = True
+        self._text_came.set()
+        self._changed.set()
 
     async def finish(
         self,
@@ -173,33 +209,70 @@ class AnswerWriter:
         if self.unreachable.is_set():
             return []
         markdown = self.text if markdown is None else markdown
-        # a long answer renders in a worker thread: other chats are served meanwhile
-        rendered = await render_async(markdown, self._limit)
-        parts = _with_footer(self._with_header(rendered), footer)
-        self.first_part = parts[0] if parts else None
-        attached = len(parts) > MAX_PARTS
-        if attached:  # the first messages, then the whole answer as a file
-            parts = parts[: MAX_PARTS - 1]
-        ids: list[int] = []
-        for index, part in enumerate(parts):
-            markup = reply_markup if index == len(parts) - 1 and not attached else None
-            if index == 0 and self.message_id is not None:
-                message_id = await self._final_edit(part, markup)
-                if message_id is not None:
-                    ids.append(message_id)
-                    continue
-            sent = await self._final_send(part, markup)
-            if sent is not None:
-                ids.append(sent)
-            elif self.unreachable.is_set():
-                return ids
-        if attached and (sent := await self._final_file(markdown, reply_markup)) is not None:
+        done = self.text[: self._base]
+        rest = markdown[self._base :] if markdown.startswith(done) else markdown
+        first = not self._delivered
+        room = MAX_PARTS - len(self._delivered)
+        ids, cut = await self._deliver_parts(
+            rest, self.thoughts if first else "", first, footer, reply_markup, room
+        )
+        ids = [*self._delivered, *ids]
+        if cut and (sent := await self._final_file(markdown, reply_markup)) is not None:
             ids.append(sent)
         return ids
+
+    async def _deliver_parts(
+        self,
+        markdown: str,
+        thoughts: str,
+        first: bool,
+        footer: str | None,
+        markup: InlineKeyboardMarkup | None,
+        most: int | None = None,
+    ) -> tuple[list[int], bool]:
+        """Deliver ``markdown`` as final messages (the first into the streamed message,
+        if there is one), ``markup`` under the last; at most ``most`` of them, the last
+        of which is then left for a file (True). A refused rich message and the rest go
+        as text. The ids of the messages delivered."""
+        parts: list[Content] = [
+            *await self.layout.final(markdown, thoughts, first, self._thought_for(), footer)
+        ]
+        cut = most is not None and len(parts) > most
+        if most is not None and cut:
+            parts = parts[: max(1, most - 1)]
+        ids: list[int] = []
+        index = 0
+        while index < len(parts):
+            last = index == len(parts) - 1
+            try:
+                sent = await self._final(
+                    parts[index], markup if last and not cut else None, index == 0
+                )
+            except _RichRefused:  # the layout is text now: this message and the rest
+                start = (source_end(parts[index - 1]) or 0) if index else 0
+                again = first and index == 0
+                parts[index:] = await self.layout.final(
+                    markdown[start:], thoughts if again else "", again, self._thought_for(), footer
+                )
+                continue
+            if sent is not None:
+                if first and index == 0:
+                    self.first_part = parts[0]
+                ids.append(sent)
+            elif self.unreachable.is_set():
+                break
+            index += 1
+        return ids, cut
 
     async def cancel(self) -> None:
         """Stop the loops without delivering anything (shutdown)."""
         await self._stop()
+
+    def _thought_for(self) -> str:
+        if self._thinking_since is None:
+            return ""
+        until = self._thinking_until or time.monotonic()
+        return self.texts.thought_for.format(seconds=max(1, round(until - self._thinking_since)))
 
     # -- streaming -------------------------------------------------------------------
 
@@ -219,8 +292,10 @@ class AnswerWriter:
                 await self._changed.wait()
             # Wait for the chat's slot until it is free and it is this writer's turn:
             # another writer in this chat (/compare) or a 429 may have taken it again
-            # while we waited, and the writer shown longest ago goes first.
-            with self.pacer.in_line(self.chat_id, self._shown_at) as first:
+            # while we waited, and the writer shown longest ago goes first: one whose
+            # text has not shown yet (/compare's "Thinking…") before all others.
+            shown_at = self._shown_at if self._shown is not None else 0.0
+            with self.pacer.in_line(self.chat_id, shown_at) as first:
                 while not self._closed.is_set():
                     delay = self.pacer.delay(self.chat_id)
                     if delay <= 0 and first():
@@ -232,43 +307,79 @@ class AnswerWriter:
             await self._update()
 
     async def _update(self) -> None:
-        part = None
+        layout = self.layout
+        part: Content | None = None
         if self._has_text:
-            part = self._with_header([await render_preview_async(self.text, self._limit)])[0]
-        if part is not None and part.text == self._shown:
+            segment = self.text[self._base :]
+            first = not self._delivered
+            thoughts = self.thoughts if first else ""
+            preview = await layout.preview(
+                segment, thoughts, first, self.use_draft, self.texts.thinking
+            )
+            if preview.end is not None and len(self._delivered) < MAX_PARTS - 2:
+                await self._deliver_finished(segment[: preview.end], thoughts, first)
+                self._base += preview.end
+                self._changed.set()
+                return
+            part = preview.parts[-1] if preview.parts else None
+        if part is not None and layout.same(part, self._shown):
             return
         # The placeholder holds the chat's slot only briefly: the first text should show
         # as soon as it comes.
-        self.pacer.claim(self.chat_id, self.interval if part is not None else FIRST_INTERVAL)
+        interval = self.interval if part is not None else FIRST_INTERVAL
+        self.pacer.claim(self.chat_id, interval)
         try:
             with best_effort(urgent=part is not None and self._shown is None):
                 await self._send_update(part)
+            self.pacer.landed(self.chat_id, interval)
         except TelegramRetryAfter:
             self._changed.set()  # the pacer was told; try again when the chat's slot opens
-        except TelegramBadRequest as exc:
-            if self.use_draft:
+        except TelegramForbiddenError:
+            self._lost()
+        except TelegramAPIError as exc:
+            if layout.is_rich and rich_refusal(exc):
+                self._to_text(exc)
+            elif isinstance(exc, TelegramBadRequest) and self.use_draft:
                 log.info("chat %s: drafts refused (%s), editing a message", self.chat_id, exc)
                 self.use_draft = False
                 self._changed.set()
+            elif isinstance(exc, (TelegramNetworkError, TelegramServerError)):
+                log.debug("chat %s: update failed: %s", self.chat_id, exc)
             elif "not modified" not in exc.message:
                 log.debug("chat %s: update refused: %s", self.chat_id, exc.message)
-        except (TelegramNetworkError, TelegramServerError) as exc:
-            log.debug("chat %s: update failed: %s", self.chat_id, exc)
-        except TelegramForbiddenError:
-            self._lost()
 
-    async def _send_update(self, part: Part | None) -> None:
+    def _to_text(self, error: Exception) -> None:
+        """Rich messages refused: this answer goes on as text (and the next ones, for a
+        while: the switch remembers)."""
+        if self.switch is not None:
+            self.switch.refused(self.chat_id, error)
+        self.layout = TextLayout(self.header, self.header_room)
+        self._changed.set()
+
+    async def _deliver_finished(self, markdown: str, thoughts: str, first: bool) -> None:
+        """The streamed answer outgrew its message: deliver the finished part of it now
+        (into the streamed message, if there is one) and stream on in a new one."""
+        ids, _ = await self._deliver_parts(markdown, thoughts, first, None, None)
+        self._delivered.extend(ids)
+        self.message_id = None
+        self._shown = None
+
+    async def _send_update(self, part: Content | None) -> None:
+        layout = self.layout
+        first = not self._delivered
         if self.use_draft:
-            await self.bot(self._draft(part))
+            shown = part or layout.empty_draft(self.texts.thinking, first)
+            stop = self.stop_markup is not None
+            await self.bot(layout.draft(shown, self.chat_id, self.draft_id, self.thread_id, stop))
         elif self.message_id is None:
-            first = part or self._with_header([Part(self.placeholder, [])])[0]
-            sent = await self.bot(self._send(first, self.stop_markup))
+            shown = part or layout.placeholder(self.texts.thinking, first)
+            sent = await self.bot(layout.send(shown, self.target, self.stop_markup))
             self.message_id = sent.message_id
         elif part is not None:
-            await self.bot(self._edit(part, self.stop_markup))
+            await self.bot(layout.edit(part, self.chat_id, self.message_id, self.stop_markup))
         else:
             return
-        self._shown = part.text if part is not None else None
+        self._shown = part
         self._shown_at = time.monotonic()
 
     async def _typing(self) -> None:
@@ -300,46 +411,63 @@ class AnswerWriter:
 
     # -- final delivery --------------------------------------------------------------
 
-    async def _final_edit(self, part: Part, markup: InlineKeyboardMarkup | None) -> int | None:
-        """Turn the streamed message into the first part; None if it is gone."""
+    async def _final(
+        self, part: Content, markup: InlineKeyboardMarkup | None, edit: bool
+    ) -> int | None:
+        """Deliver one final message: into the streamed message when ``edit`` and there
+        is one, else anew. Its id; None if it could not be delivered."""
+        if edit and self.message_id is not None:
+            message_id = await self._final_edit(part, markup)
+            if message_id is not None:
+                return message_id
+        return await self._final_send(part, markup)
+
+    async def _final_edit(self, part: Content, markup: InlineKeyboardMarkup | None) -> int | None:
+        """Turn the streamed message into the final one; None if it is gone."""
         assert self.message_id is not None
-        if part.text == self._shown and markup is None and self.stop_markup is None:
-            return self.message_id
+        message_id = self.message_id
+        if self.layout.same(part, self._shown) and markup is None and self.stop_markup is None:
+            return message_id
+        layout = self.layout
         try:
-            await self._deliver(lambda p: self._edit(p, markup), part)
+            await self._deliver(lambda p: layout.edit(p, self.chat_id, message_id, markup), part)
         except TelegramBadRequest as exc:
             if "not modified" in exc.message:
-                return self.message_id
+                return message_id
             log.info("chat %s: final edit refused (%s), sending anew", self.chat_id, exc.message)
             if self.stop_markup is not None:  # no dead Stop button over the new message
                 with contextlib.suppress(TelegramAPIError):
                     await self.bot(
-                        EditMessageReplyMarkup(chat_id=self.chat_id, message_id=self.message_id)
+                        EditMessageReplyMarkup(chat_id=self.chat_id, message_id=message_id)
                     )
+            self.message_id = None
             return None
         except TelegramForbiddenError:
             self._lost()
             return None
-        return self.message_id
+        return message_id
 
-    async def _final_send(self, part: Part, markup: InlineKeyboardMarkup | None) -> int | None:
+    async def _final_send(self, part: Content, markup: InlineKeyboardMarkup | None) -> int | None:
+        layout = self.layout
         try:
-            sent: Message = await self._deliver(lambda p: self._send(p, markup), part)
+            sent: Message = await self._deliver(lambda p: layout.send(p, self.target, markup), part)
         except TelegramForbiddenError:
             self._lost()
             return None
-        except TelegramBadRequest as exc:
+        except TelegramAPIError as exc:
             log.warning("chat %s: an answer could not be delivered: %s", self.chat_id, exc)
             return None
         return sent.message_id
 
     async def _final_file(self, markdown: str, markup: InlineKeyboardMarkup | None) -> int | None:
         """The whole answer as a Markdown file, when it would take too many messages."""
-        document = BufferedInputFile(markdown.encode(), filename=f"{self.file_name}.md")
+        document = BufferedInputFile(
+            markdown.encode(), filename=f"{self.texts.answer_file_name}.md"
+        )
         method = SendDocument(
             chat_id=self.chat_id,
             document=document,
-            caption=self.file_caption,
+            caption=self.texts.answer_in_file,
             message_thread_id=self.thread_id,
             reply_parameters=self.target.reply_parameters(),
             reply_markup=markup,
@@ -354,81 +482,26 @@ class AnswerWriter:
             return None
         return sent.message_id
 
-    async def _deliver(self, build: Callable[[Part], TelegramMethod[T]], part: Part) -> T:
-        """Deliver a final part (the session retries 429s, 5xx and network errors); when
-        Telegram refuses its formatting, as plain text. A refusal that remains, or
-        retries that ran out, reach the caller as TelegramBadRequest."""
+    async def _deliver(self, build: Callable[[Content], TelegramMethod[T]], part: Content) -> T:
+        """Deliver a final message (the session retries 429s, 5xx and network errors).
+        A refused rich message raises _RichRefused (the layout is text from then on); a
+        text whose formatting Telegram refuses goes as plain text. A refusal that
+        remains, or retries that ran out, reach the caller as TelegramBadRequest."""
         try:
             return await self.bot(build(part))
-        except TelegramBadRequest as exc:
-            if not part.entities or "not modified" in exc.message:
+        except TelegramForbiddenError:
+            raise
+        except TelegramAPIError as exc:
+            if self.layout.is_rich and rich_refusal(exc):
+                self._to_text(exc)
+                raise _RichRefused from exc
+            if isinstance(exc, (TelegramNetworkError, TelegramServerError, TelegramRetryAfter)):
+                raise TelegramBadRequest(build(part), f"gave up: {exc}") from exc
+            formatted = isinstance(part, Part) and bool(part.entities)
+            if not isinstance(exc, TelegramBadRequest) or not formatted:
+                raise
+            if "not modified" in exc.message:
                 raise
             log.warning("chat %s: formatting refused (%s), plain text", self.chat_id, exc)
-        except (TelegramNetworkError, TelegramServerError, TelegramRetryAfter) as exc:
-            raise TelegramBadRequest(build(part), f"gave up: {exc}") from exc
+        assert isinstance(part, Part)
         return await self.bot(build(Part(part.text, [])))
-
-    # -- method builders -------------------------------------------------------------
-
-    @property
-    def _limit(self) -> int:
-        header = utf16_len(self.header.text) if self.header is not None else 0
-        return LIMIT - header - self.header_room
-
-    def _with_header(self, parts: list[Part]) -> list[Part]:
-        if self.header is None or not parts:
-            return parts
-        return [_prefixed(self.header, parts[0]), *parts[1:]]
-
-    def _draft(self, part: Part | None) -> SendMessageDraft:
-        return SendMessageDraft(
-            chat_id=self.chat_id,
-            draft_id=self.draft_id,
-            can_stop=True if self.stop_markup is not None else None,
-            text=part.text if part is not None else None,
-            entities=part.entities or None if part is not None else None,
-            message_thread_id=self.thread_id,
-        )
-
-    def _send(self, part: Part, markup: InlineKeyboardMarkup | None) -> SendMessage:
-        return SendMessage(
-            chat_id=self.chat_id,
-            text=part.text,
-            entities=part.entities or None,
-            message_thread_id=self.thread_id,
-            reply_parameters=self.target.reply_parameters(),
-            reply_markup=markup,
-            link_preview_options=_NO_PREVIEW,
-        )
-
-    def _edit(self, part: Part, markup: InlineKeyboardMarkup | None) -> EditMessageText:
-        return EditMessageText(
-            chat_id=self.chat_id,
-            message_id=self.message_id,
-            text=part.text,
-            entities=part.entities or None,
-            reply_markup=markup,
-            link_preview_options=_NO_PREVIEW,
-        )
-
-
-def _with_footer(parts: list[Part], footer: str | None) -> list[Part]:
-    """The footer in italics after the last part, or as a part of its own if it won't fit."""
-    if not footer:
-        return parts
-    if not parts:
-        return [Part(footer, [MessageEntity(type="italic", offset=0, length=utf16_len(footer))])]
-    last = parts[-1]
-    gap = "\n\n"
-    if utf16_len(last.text) + len(gap) + utf16_len(footer) > LIMIT:
-        return [*parts, *_with_footer([], footer)]
-    offset = utf16_len(last.text) + len(gap)
-    italic = MessageEntity(type="italic", offset=offset, length=utf16_len(footer))
-    return [*parts[:-1], Part(last.text + gap + footer, [*last.entities, italic])]
-
-
-def _prefixed(header: Part, part: Part) -> Part:
-    """``header`` followed by ``part``, the part's entities moved past the header."""
-    shift = utf16_len(header.text)
-    moved = [e.model_copy(update={"offset": e.offset + shift}) for e in part.entities]
-    return Part(header.text + part.text, [*header.entities, *moved])

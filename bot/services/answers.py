@@ -21,6 +21,7 @@ from bot.services.admission import Admission, Ticket
 from bot.services.answer_writer import AnswerWriter
 from bot.services.generate import generate
 from bot.services.generations import Generations, Retry, new_id
+from bot.services.layouts import RichSwitch
 from bot.services.notices import describe
 from bot.services.outcome import PLAIN, Delivery, Outcome
 from bot.services.pacer import Pacer
@@ -42,8 +43,10 @@ class Answers:
         pacer: Pacer,
         generations: Generations,
         metrics: Metrics,
+        rich: RichSwitch | None = None,
     ) -> None:
         self.admission = admission
+        self.rich = rich or RichSwitch("off")
         self.pool = pool
         self.pacer = pacer
         self.generations = generations
@@ -76,6 +79,7 @@ class Answers:
             draft_id=gen_id,
             stop_markup=stop_keyboard(gen_id, texts, part),
             after=after.placed if after is not None else None,
+            rich=self.rich,
         )
 
     async def stream(

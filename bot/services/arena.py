@@ -24,16 +24,18 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import InlineKeyboardMarkup, MessageEntity
+from aiogram.types import InlineKeyboardMarkup, InputRichMessage, MessageEntity
 
 from bot.catalog import Catalog, ModelSpec
 from bot.keyboards import arena_vote_keyboard, revealed_keyboard
 from bot.render import MAX_MESSAGE_LENGTH, Part, utf16_len
+from bot.rich import RichPart, paragraph
 from bot.services import ratings
 from bot.services.admission import Admission, Ticket
 from bot.services.answer_writer import AnswerWriter
 from bot.services.arena_store import ArenaStore, Battle, Vote
 from bot.services.compare import CompareService
+from bot.services.layouts import Content
 from bot.services.outcome import Outcome
 from bot.services.quota import Quota, Usage
 from bot.services.target import Target
@@ -152,11 +154,7 @@ class ArenaService:
             side: {
                 "id": (outcome.message_ids or [0])[0],
                 "last": (outcome.message_ids or [0])[-1],
-                "text": writer.first_part.text if writer.first_part is not None else "",
-                "entities": [
-                    e.model_dump(exclude_none=True)
-                    for e in (writer.first_part.entities if writer.first_part else [])
-                ],
+                **_as_shown(writer.first_part),
             }
             for side, (outcome, writer) in zip(SIDES, answered, strict=True)
         }
@@ -250,9 +248,19 @@ class ArenaService:
                         chat_id=battle.chat_id, message_id=shown["last"], reply_markup=None
                     )
                 )
-            text, entities = _retitled(
-                shown, side_header(texts, side), side_header(texts, side, model)
-            )
+            new = side_header(texts, side, model)
+            if "blocks" in shown:  # a rich message: its first block is the header
+                blocks = [paragraph(new.text, new.entities), *shown["blocks"][1:]]
+                await _quietly(
+                    bot.edit_message_text(
+                        chat_id=battle.chat_id,
+                        message_id=shown["id"],
+                        rich_message=InputRichMessage.model_validate({"blocks": blocks}),
+                        reply_markup=markup,
+                    )
+                )
+                continue
+            text, entities = _retitled(shown, side_header(texts, side), new)
             await _quietly(
                 bot.edit_message_text(
                     chat_id=battle.chat_id,
@@ -268,6 +276,16 @@ class ArenaService:
 
 def _whole(value: float) -> str:
     return str(round(value)) if math.isfinite(value) else "?"
+
+
+def _as_shown(part: Content | None) -> dict[str, Any]:
+    """The first message of an answer as it is kept for the reveal."""
+    if isinstance(part, RichPart):
+        return {"blocks": [b.model_dump(mode="json", exclude_none=True) for b in part.blocks]}
+    return {
+        "text": part.text if part is not None else "",
+        "entities": [e.model_dump(exclude_none=True) for e in (part.entities if part else [])],
+    }
 
 
 def _retitled(shown: dict[str, Any], old: Part, new: Part) -> tuple[str, list[MessageEntity]]:

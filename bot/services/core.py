@@ -1,7 +1,7 @@
 """The stores and clients one app shares (Redis, providers, preferences, history,
-limits, the pacer, metrics). Built once at start; ``/reload`` builds the catalog's part
-again (catalog, providers, preferences, limits) and keeps the rest. The services built
-on them are put together in the composition root, :mod:`bot.app`."""
+limits, the pacer, the rich-message switch, metrics). Built once at start; ``/reload``
+builds the catalog's part again (catalog, providers, preferences, limits) and keeps the
+rest. The services built on them are put together in the composition root, :mod:`bot.app`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from bot.services.arena_store import ArenaStore
 from bot.services.compare_store import CompareStore
 from bot.services.generations import Generations
 from bot.services.history import History
+from bot.services.layouts import RichSwitch
 from bot.services.pacer import Pacer
 from bot.services.paste import Pastes
 from bot.services.pool import ProviderPool
@@ -34,6 +35,7 @@ class Core:
     history: History
     quota: Quota
     pacer: Pacer
+    rich: RichSwitch  # rich messages on, or paused after Telegram refused one
     generations: Generations
     metrics: Metrics
     stats: Stats
@@ -54,6 +56,7 @@ class Core:
             ),
             quota=Quota(redis, catalog, settings.timezone, settings.admin_ids),
             pacer=Pacer(),
+            rich=RichSwitch(settings.rich_messages),
             generations=Generations(redis, bot_id),
             metrics=Metrics(),
             stats=Stats(redis, bot_id),

@@ -158,6 +158,8 @@ async def _consume(
 ) -> None:
     """The stream into the writer; a ProviderError ends it (and is the task's result)."""
     async for chunk in provider.stream(request):
+        if chunk.reasoning:
+            writer.think(chunk.reasoning)
         if chunk.text:
             if progress.first_text is None:
                 progress.first_text = time.monotonic()

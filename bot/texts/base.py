@@ -68,6 +68,7 @@ class Texts:
     voice_empty: str
     # while an answer is being written (edited-message mode)
     thinking: str
+    thought_for: str  # {seconds}: the summary of a reasoning model's collapsed thoughts
     # provider failures, one sentence each; {model} is the title. Those that suggest
     # /model have a *_no_switch twin for models the user can't switch away from (the
     # transcription model, the only image model).

@@ -69,6 +69,7 @@ EN = Texts(
     voice_transcript="<blockquote>🎙 {text}</blockquote>",
     voice_empty="I couldn't make out any words in that voice message.",
     thinking="Thinking…",
+    thought_for="Thought for {seconds} s",
     error_auth="{model} refused our credentials. Please pick another model with /model.",
     error_auth_no_switch="{model} refused our credentials. Please try again later.",
     error_not_found="{model} is not available from its provider. Please pick another with /model.",

@@ -61,6 +61,7 @@ RU = Texts(
     voice_transcript="<blockquote>🎙 {text}</blockquote>",
     voice_empty="Не удалось разобрать слова в этом голосовом сообщении.",
     thinking="Думаю…",
+    thought_for="Думал {seconds} с",
     error_auth="Модель {model} не приняла наши ключи доступа. Выберите другую: /model.",
     error_auth_no_switch="Модель {model} не приняла наши ключи доступа. Попробуйте позже.",
     error_not_found="Модель {model} сейчас недоступна у провайдера. Выберите другую: /model.",
