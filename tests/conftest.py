@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from tests import harness
 from tests.redis_server import RedisServer
 
 # The keys the bot keeps without an expiry, on purpose; any other key left without a TTL
@@ -97,3 +98,15 @@ async def redis_url(
             "itself, mark it @pytest.mark.keys_without_expiry(<regex>))",
             pytrace=False,
         )
+
+
+@pytest.fixture(params=["off", "auto"])
+def rich_too(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test twice: answers as text, then as rich messages (RICH_MESSAGES=auto).
+    Use it with ``pytestmark = pytest.mark.usefixtures("rich_too")``."""
+    saved = dict(harness.RICH_DEFAULT)
+    harness.RICH_DEFAULT["rich_messages"] = request.param
+    try:
+        yield request.param
+    finally:
+        harness.RICH_DEFAULT.update(saved)

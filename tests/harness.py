@@ -33,6 +33,11 @@ from tests.doubles.openai_api import OpenAIDouble
 from tests.doubles.telegram import TelegramDouble
 from tests.redis_server import free_port
 
+# RICH_MESSAGES for the bots these helpers start, unless a test names one: text, as a
+# server without rich messages gets; the ``rich_too`` fixture (tests/conftest.py) runs
+# a module's scenarios with rich messages as well.
+RICH_DEFAULT = {"rich_messages": "off"}
+
 KEYS = {
     "OPENAI_API_KEY": "sk-openai-test",
     "MISTRAL_API_KEY": "mistral-test",
@@ -197,6 +202,7 @@ async def running_bot(
             redis_url=redis_url,
             models_file=path,
             shutdown_grace_seconds=settings.pop("shutdown_grace_seconds", 3.0),
+            rich_messages=settings.pop("rich_messages", RICH_DEFAULT["rich_messages"]),
             **settings,
         )
         catalog = load_catalog(path, KEYS)
@@ -346,6 +352,7 @@ async def running_webhook_bot(
         else:
             public_url = urls[0]
         grace = settings.pop("shutdown_grace_seconds", 3.0)
+        settings.setdefault("rich_messages", RICH_DEFAULT["rich_messages"])
         client = await stack.enter_async_context(aiohttp.ClientSession())
         started: list[Replica] = []
         for port, url in zip(ports, urls, strict=True):

@@ -10,8 +10,9 @@ import pytest
 from tests.doubles.base import Reply
 from tests.doubles.telegram import button_labels
 from tests.harness import running_bot
+from tests.support import bold_texts
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("rich_too")]
 
 
 async def test_start_and_help_show_the_model_and_commands(redis_url: str, tmp_path: Path) -> None:
@@ -76,7 +77,7 @@ async def test_model_by_argument_then_that_provider_answers(
         await ann.send("question")
         answer = await ann.next_message()
         assert answer["text"] == "bold answer"
-        assert answer["entities"][0]["type"] == "bold"
+        assert bold_texts(answer) == ["bold"]
         posted = [r for r in h.llm_requests() if r.json]
         assert [r.model for r in posted] == [h.catalog.models[model_id].name]
 

@@ -104,7 +104,7 @@ async def test_chat_streams_from_the_native_api_and_keeps_the_conversation(
         assert h.openai.calls("/chat/completions") == []
 
 
-async def test_thoughts_are_never_the_answer_nor_history(
+async def test_thoughts_are_shown_apart_never_the_answer_nor_history(
     redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with gemini_bot(redis_url, tmp_path, monkeypatch) as (h, gemini):
@@ -115,9 +115,10 @@ async def test_thoughts_are_never_the_answer_nor_history(
         )
         await ann.send("what is six times seven?")
         answer = await ann.next_message()
-        assert answer["text"] == "It is 42."
-        shown = json.dumps([c.params for c in h.tg.calls()])
-        assert "SECRET-THOUGHT" not in shown  # not in a draft, an edit or the answer
+        # shown apart, collapsed above the answer (SPEC "Rich answers"), never as its text
+        assert answer["text"].endswith("\n\nIt is 42.")
+        [quote] = [e for e in answer["entities"] if e["type"] == "expandable_blockquote"]
+        assert "SECRET-THOUGHT" in answer["text"][: quote["length"]]
         await ann.send("why?")
         await ann.next_message()
         contents = gemini.calls(":streamGenerateContent")[-1].json["contents"]

@@ -38,6 +38,7 @@ class Reply:
 
     text: str | None = None  # None: "echo: " + the last user message
     chunks: list[str] | None = None  # explicit stream pieces (else: word by word)
+    reasoning: list[str] | None = None  # thinking streamed before the answer (APIs that have it)
     status: int = 200  # != 200: answer with the API's own error body
     error: str = "something went wrong"  # the error message in that body
     retry_after: float | None = None  # a Retry-After header on an error

@@ -266,6 +266,9 @@ class OpenAIDouble(LLMDouble):
             await send("[DONE]")
             return response
         await send(chunk([choice({"role": "assistant", "content": "", "refusal": None})]))
+        for thought in reply.reasoning or []:  # DeepSeek's and vLLM's reasoning deltas
+            await send(chunk([choice({"reasoning_content": thought})]))
+            await self.pause(reply.chunk_delay)
         for sent, piece in enumerate(pieces):
             if reply.cut_after is not None and sent >= reply.cut_after:
                 await asyncio.sleep(0.05)  # let the pieces already written reach the client
