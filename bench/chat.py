@@ -186,6 +186,9 @@ async def running_app(
         models_file=catalog_path,
         log_level=logging.getLevelName(logging.getLogger().level),
         shutdown_grace_seconds=5.0,
+        # text answers: the figures stay comparable across versions; bench.render weighs
+        # rich messages against text
+        rich_messages=overrides.pop("rich_messages", "off"),
         **overrides,
     )
     app = App.build(settings, load_catalog(catalog_path, {API_KEY_ENV: key} if key else {}))
