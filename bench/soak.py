@@ -620,6 +620,7 @@ async def run(args: argparse.Namespace, where: Store, tmp: Path) -> dict[str, An
             LOG_LEVEL=args.log_level,
             HISTORY_MAX_MESSAGES=str(HISTORY_MAX_MESSAGES),
             SHUTDOWN_GRACE_SECONDS="5",
+            RICH_MESSAGES="off",  # the audit reads final messages as text (sendMessage)
         )
         replicas = [
             ReplicaProcess(i, free_port(), tmp / f"replica{i}.log") for i in range(REPLICAS)
