@@ -91,12 +91,34 @@ def size_of(block: Block) -> Size:
     return chars, count
 
 
-def rest(block: Block, cursor: Cursor) -> tuple[list[Block], Size]:
-    """What is left of ``block`` from ``cursor`` on, and its size."""
+def rest(block: Block, cursor: Cursor, full: Size) -> tuple[list[Block], Size]:
+    """What is left of ``block`` from ``cursor`` on, and its size (``full`` as for
+    ``cut``: how a block is cut may depend on the room of a message)."""
     if not cursor:
         return [block], size_of(block)
-    pieces, size, _ = cut(block, cursor, INFINITE, INFINITE, True)
-    return pieces, size
+    out: list[Block] = []
+    size = _ZERO
+    at: Cursor | None = cursor
+    while at is not None:  # (a table row too long for a message ends a piece early)
+        pieces, psize, after = cut(block, at, INFINITE, full, True)
+        out.extend(pieces)
+        size = _plus(size, psize)
+        if after == at:
+            break
+        at = after
+    return out, size
+
+
+def rest_blocks(blocks: Sequence[Block], cursor: Cursor, full: Size) -> tuple[list[Block], Size]:
+    """What is left of a sequence of blocks from ``cursor`` on, and its size."""
+    i, sub = _at(cursor)
+    out: list[Block] = []
+    size = _ZERO
+    for index in range(i, len(blocks)):
+        pieces, psize = rest(blocks[index], sub if index == i else (), full)
+        out.extend(pieces)
+        size = _plus(size, psize)
+    return out, size
 
 
 def cut_blocks(
@@ -107,7 +129,7 @@ def cut_blocks(
     head: list[Block] = []
     used = _ZERO
     while i < len(blocks):
-        whole, size = rest(blocks[i], sub)
+        whole, size = rest(blocks[i], sub, full)
         left = _less(room, used)
         if _fits(size, left):
             head.extend(whole)
@@ -179,7 +201,7 @@ def _cut_list(
     while k < len(items):
         item = items[k]
         if sub:
-            blocks, bsize, _ = cut_blocks(item.blocks, sub, INFINITE, INFINITE, True)
+            blocks, bsize = rest_blocks(item.blocks, sub, item_full)
         else:
             blocks, bsize = item.blocks, _ZERO
             for child in blocks:
@@ -264,15 +286,24 @@ def _cut_table(
                 break
             if not fresh:
                 return [], _ZERO, _norm((k,))
-        # A row too big for a message of its own: its cells as paragraphs.
+        # A row too big for a message of its own: its cells as paragraphs (after the
+        # header, if it has not been shown).
         paragraphs: list[Block] = [
             new(InputRichBlockParagraph, text=cell.text) for cell in row if cell.text is not None
         ]
-        pieces, psize, inner = cut_blocks(paragraphs, sub, room, full, fresh)
+        head: list[Block] = []
+        used = _ZERO
+        if header and k == 0 and not sub:
+            head, used = [block.model_copy(update={"cells": header})], over
+        pieces, psize, inner = cut_blocks(
+            paragraphs, sub, _less(room, used), _less(full, used), fresh
+        )
+        head.extend(pieces)
+        used = _plus(used, psize)
         if inner is not None:
-            return pieces, psize, _norm((k, *inner))
+            return head, used, _norm((k, *inner))
         k += 1
-        return pieces, psize, _norm((k,)) if k < len(body) else None
+        return head, used, _norm((k,)) if k < len(body) else None
     nxt = _norm((k,)) if k < len(body) else None
     if not rows:
         return [], _ZERO, nxt
@@ -443,7 +474,7 @@ def _cut_text(block: Block, cursor: Cursor, room: Size, full: Size, fresh: bool)
         if end <= start:
             if not fresh:
                 return [], _ZERO, _norm((start,))
-            end = limit
+            end = _hard_break(start, limit, atoms)
     piece_end = end
     while piece_end > start and flat[piece_end - 1].isspace():
         piece_end -= 1
@@ -460,8 +491,8 @@ def _cut_text(block: Block, cursor: Cursor, room: Size, full: Size, fresh: bool)
 
 def _break(flat: str, start: int, limit: int, atoms: Sequence[tuple[int, int]]) -> int:
     """Where to end a piece of ``flat[start:]`` that must end by ``limit``: after a
-    sentence in the second half of it, else at a space, else at ``limit``; never inside
-    a formula. Returns ``start`` when nothing fits."""
+    sentence in the second half of it, else at a space; never inside a formula. Returns
+    ``start`` when there is no such place."""
 
     def inside(i: int) -> bool:
         return any(a < i < b for a, b in atoms)
@@ -479,10 +510,15 @@ def _break(flat: str, start: int, limit: int, atoms: Sequence[tuple[int, int]]) 
         if (flat[i - 1].isspace() or (i < len(flat) and flat[i].isspace())) and not inside(i):
             return i
         i -= 1
-    end = limit
-    while end > start and inside(end):
-        end -= 1
-    return end
+    return start
+
+
+def _hard_break(start: int, limit: int, atoms: Sequence[tuple[int, int]]) -> int:
+    """``limit``, or the start of a formula it falls in (its end if that is ``start``)."""
+    for a, b in atoms:
+        if a < limit < b:
+            return a if a > start else b
+    return limit
 
 
 # --- Messages ------------------------------------------------------------------------
@@ -531,7 +567,7 @@ def pack(
         content: list[tuple[Block, int]] = []  # and its entry when the block is whole
         while i < len(entries):
             entry = entries[i]
-            whole, size = ([entry.block], entry.size) if not sub else rest(entry.block, sub)
+            whole, size = ([entry.block], entry.size) if not sub else rest(entry.block, sub, full)
             if (
                 not sub
                 and not content
@@ -566,6 +602,8 @@ def pack(
             content.pop()
             used = _less(used, entries[index].size)
             end, i, sub = _norm((index,)), index, ()
+        if not used[0] and not blocks:  # only dividers: they divide nothing here
+            content = []
         blocks.extend(b for b, _ in content)
         if blocks:
             out.append(Packed(blocks, used, end))

@@ -192,7 +192,7 @@ class RichStream:
                 out.append(RichPart(tuple(part.blocks), part.size[0], part.size[1], None))
                 break
             assert part.end is not None
-            source_end = entries[part.end[0]].start
+            source_end = entries[part.end[0] if part.end else 0].start
             if out and out[-1].source_end is not None:
                 source_end = max(source_end, out[-1].source_end)
             done = RichPart(tuple(part.blocks), part.size[0], part.size[1], source_end)
