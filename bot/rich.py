@@ -152,11 +152,10 @@ def split(
     for index, part in enumerate(packed):
         end: int | None = None
         if index < len(packed) - 1:
-            here = (
-                entries[part.end[0] if part.end else 0].start
-                if part.end is not None
-                else len(markdown)
-            )
+            here = len(markdown)
+            if part.end is not None:
+                entry = entries[part.end[0] if part.end else 0]
+                here = entry.source_at(part.end[1:], limit)
             source_end = end = max(source_end, here)
         parts.append(RichPart(tuple(part.blocks), part.size[0], part.size[1], end))
     return parts

@@ -281,8 +281,10 @@ class RichPart:
     blocks: tuple[Block, ...]
     chars: int  # as measure() counts
     count: int  # as measure() counts
-    # Where the next part's source starts in the Markdown: a top-level block's start, or
-    # the start of the block this part ends inside of; None for the last part.
+    # Where the next part's source starts in the Markdown, None for the last part: a
+    # top-level block's start; where a block too big for one message is cut, the start of
+    # the line of the list item, table row or code line the next part goes on with (for
+    # text cut between sentences or words: the start of that block).
     source_end: int | None
 
     def message(self) -> InputRichMessage:

@@ -526,11 +526,25 @@ def _hard_break(start: int, limit: int, atoms: Sequence[tuple[int, int]]) -> int
 
 @dataclass(frozen=True)
 class Entry:
-    """A top-level block of an answer, its size, and where its source starts."""
+    """A top-level block of an answer, its size, and where its source starts; ``units``:
+    where the source of each of its units starts (a list's items, a table's body rows, a
+    code block's lines), when known."""
 
     block: Block
     size: Size
     start: int
+    units: tuple[int, ...] = ()
+
+    def source_at(self, cursor: Cursor, limit: int) -> int:
+        """Where the source of the block from ``cursor`` on starts: the unit's line, or
+        the block's start when the cursor is inside text."""
+        k, _ = _at(cursor)
+        block = self.block
+        if isinstance(block, InputRichBlockTable) and table_units(block, limit) == len(block.cells):
+            k -= 1  # a header that is not repeated is a row like the others: row 0
+        if cursor and 0 <= k < len(self.units):
+            return self.units[k]
+        return self.start
 
 
 @dataclass(frozen=True)
@@ -628,9 +642,17 @@ def entries_of(tops: Sequence[Top], starts: Sequence[int], offset: int = 0) -> l
     """The blocks of ``tops`` as entries; ``starts[line] + offset`` is where a line of
     their source starts in the answer."""
     out: list[Entry] = []
+    last = len(starts) - 1
     for top in tops:
-        start = offset + starts[min(top.start, len(starts) - 1)]
-        out.extend(Entry(block, size_of(block), start) for block in top.blocks)
+        start = offset + starts[min(top.start, last)]
+        units: tuple[int, ...] = ()
+        if len(top.blocks) == 1:
+            lines: Sequence[int] = top.units
+            if top.kind in ("fence", "code_block"):
+                first = top.start + (top.kind == "fence")
+                lines = range(first, top.end)
+            units = tuple(offset + starts[min(line, last)] for line in lines)
+        out.extend(Entry(block, size_of(block), start, units) for block in top.blocks)
     return out
 
 

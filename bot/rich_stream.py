@@ -66,6 +66,8 @@ def _settled_units(top: Top, partial: bool, limit: int) -> int:
     if len(top.blocks) != 1:
         return 0
     block = top.blocks[0]
+    if top.kind == "table_open" and not isinstance(block, InputRichBlockTable):
+        return 0  # a table too wide, as text: a longer row widens every line
     if isinstance(block, InputRichBlockPreformatted) and isinstance(block.text, str):
         lines = block.text.count("\n") + 1
         if top.kind == "code_block":  # blank lines may still join it: be careful
@@ -132,6 +134,8 @@ class RichStream:
             entries = [*self._settled, *settled_entries]
             notes_all = [*self._notes, *settled_notes, *open_notes]
         else:
+            if settled < len(tops):  # the footnotes numbered before the tail are settled
+                self._numbers = dict(list(numbers.items())[: tops[settled].numbered])
             if tops:
                 defined = set(env.get("references", {})) - set(self._references)
                 self._commit(tail, settled_entries, settled_notes, starts[edge], bool(defined))
@@ -192,7 +196,8 @@ class RichStream:
                 out.append(RichPart(tuple(part.blocks), part.size[0], part.size[1], None))
                 break
             assert part.end is not None
-            source_end = entries[part.end[0] if part.end else 0].start
+            entry = entries[part.end[0] if part.end else 0]
+            source_end = entry.source_at(part.end[1:], self._limit)
             if out and out[-1].source_end is not None:
                 source_end = max(source_end, out[-1].source_end)
             done = RichPart(tuple(part.blocks), part.size[0], part.size[1], source_end)

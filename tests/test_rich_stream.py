@@ -1,0 +1,202 @@
+"""bot.rich.RichStream: a growing answer as rich messages. Whatever the cut, every part
+is valid and within the limits, parts before the last never change once returned, and
+the whole answer ends as split() makes it."""
+
+from __future__ import annotations
+
+import pytest
+from aiogram.types import (
+    InputRichBlockMathematicalExpression,
+    InputRichBlockParagraph,
+    InputRichBlockPreformatted,
+    InputRichBlockSectionHeading,
+    InputRichBlockTable,
+    RichTextBold,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bot.rich import MAX_CHARS, RichPart, RichStream, paragraph, split, to_blocks
+from tests.test_rich import body_words, check_part, corpus, part_words
+from tests.test_rich_split import check_words, document
+
+STEP = 97
+
+
+def feed_all(stream: RichStream, prefixes: list[str], limit: int) -> list[RichPart]:
+    """Feed ``prefixes`` in order, checking every result; returns the last one."""
+    previous: list[RichPart] = []
+    checked: set[int] = set()
+    for prefix in prefixes:
+        parts = stream.feed(prefix)
+        for part in parts:
+            if id(part) not in checked:  # a part returned again is the same object
+                check_part(part, limit)
+                checked.add(id(part))
+        assert_extends(previous, parts)
+        for part in parts[:-1]:
+            assert part.source_end is not None
+            assert 0 <= part.source_end <= len(prefix)
+        if parts:
+            assert parts[-1].source_end is None
+        previous = parts
+    return previous
+
+
+def assert_extends(previous: list[RichPart], parts: list[RichPart]) -> None:
+    """Parts before the last, once returned, come back unchanged."""
+    frozen = previous[:-1]
+    assert len(parts) >= len(frozen)
+    for old, new in zip(frozen, parts, strict=False):
+        assert old is new or old == new
+
+
+def prefixes(markdown: str, step: int = STEP) -> list[str]:
+    return [markdown[:end] for end in range(0, len(markdown), step)] + [markdown]
+
+
+@pytest.mark.parametrize("name", sorted(corpus()))
+@pytest.mark.parametrize("limit", [MAX_CHARS, 1500])
+def test_the_corpus_streams(name: str, limit: int) -> None:
+    markdown = corpus()[name]
+    stream = RichStream(limit=limit)
+    last = feed_all(stream, prefixes(markdown), limit)
+    blocks = to_blocks(markdown)
+    expected = body_words(blocks)
+    assert part_words(last, blocks) == expected
+    final = stream.feed(markdown, final=True)
+    assert_extends(last, final)
+    for part in final:
+        check_part(part, limit)
+    assert part_words(final, blocks) == expected
+    assert part_words(split(markdown, limit=limit), blocks) == expected
+
+
+def test_an_unclosed_fence_is_code_so_far() -> None:
+    [part] = RichStream().feed("Code:\n\n```python\ndef f():\n    return 1")
+    assert part.blocks == (
+        InputRichBlockParagraph(text="Code:"),
+        InputRichBlockPreformatted(text="def f():\n    return 1", language="python"),
+    )
+    [part] = RichStream().feed("Code:\n\n```pyth")
+    assert part.blocks == (InputRichBlockParagraph(text="Code:"),)
+
+
+def test_half_a_table_shows_its_complete_rows() -> None:
+    stream = RichStream()
+    table = "| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4"
+    [part] = stream.feed(table)
+    [block] = part.blocks
+    assert isinstance(block, InputRichBlockTable)
+    assert [[c.text for c in row] for row in block.cells] == [["a", "b"], ["1", "2"]]
+    [part] = stream.feed(table + " |\n")
+    assert [[c.text for c in row] for row in part.blocks[0].cells][-1] == ["3", "4"]
+    [part] = RichStream().feed(table, final=True)  # the whole answer: the row is complete
+    assert len(part.blocks[0].cells) == 3
+
+
+def test_an_open_double_dollar_is_text() -> None:
+    stream = RichStream()
+    [part] = stream.feed("Formula:\n\n$$\nx^2 +")
+    assert not any(isinstance(b, InputRichBlockMathematicalExpression) for b in part.blocks)
+    assert part.blocks[-1] == InputRichBlockParagraph(text="$$\nx^2 +")
+    [part] = stream.feed("Formula:\n\n$$\nx^2 + 1\n$$\n")
+    assert part.blocks[-1] == InputRichBlockMathematicalExpression(expression="x^2 + 1")
+
+
+def test_an_unclosed_bold_is_text_until_closed() -> None:
+    stream = RichStream()
+    assert stream.feed("This is **bold")[0].blocks == (
+        InputRichBlockParagraph(text="This is **bold"),
+    )
+    assert stream.feed("This is **bold**")[0].blocks == (
+        InputRichBlockParagraph(text=["This is ", RichTextBold(text="bold")]),
+    )
+
+
+def test_a_half_written_line_does_not_settle_the_block_before() -> None:
+    stream = RichStream()
+    [part] = stream.feed("para\n#")  # "#": an empty heading, for now
+    assert part.blocks == (InputRichBlockParagraph(text="para"),)
+    [part] = stream.feed("para\n#hashtag and more")
+    assert part.blocks == (InputRichBlockParagraph(text="para\n#hashtag and more"),)
+    [part] = stream.feed("para\n#hashtag and more\n\n# Title\n\nbody")
+    assert part.blocks[1] == InputRichBlockSectionHeading(text="Title", size=1)
+
+
+def test_a_table_after_a_paragraph_settles_only_when_its_delimiter_row_does() -> None:
+    stream = RichStream(limit=100)
+    text = "word " * 15 + "\n| a | b |\n|-"
+    feed_all(stream, [text, text + "-|--|\n| 1 | 2 |\n", text + "x"], 100)
+
+
+def test_first_blocks_open_the_first_part_only() -> None:
+    header = paragraph("Model")
+    stream = RichStream(first=[header], limit=200)
+    assert [p.blocks for p in stream.feed("")] == [(header,)]
+    parts = feed_all(stream, prefixes("\n\n".join(["word " * 20] * 10), 13), 200)
+    assert len(parts) > 3
+    assert parts[0].blocks[0] == header
+    assert all(header not in p.blocks for p in parts[1:])
+    assert RichStream().feed("") == []
+
+
+def test_a_new_answer_starts_over() -> None:
+    stream = RichStream(limit=100)
+    first = stream.feed("\n\n".join(["alpha " * 10] * 6) + "\n\n")
+    assert len(first) > 1
+    again = stream.feed("beta")
+    assert [p.blocks for p in again] == [(InputRichBlockParagraph(text="beta"),)]
+
+
+def test_a_paragraph_longer_than_a_message_shows_what_fits_until_it_ends() -> None:
+    stream = RichStream(limit=200)
+    text = "word " * 100  # one paragraph still being written: nothing of it is final
+    [draft] = stream.feed(text)
+    check_part(draft, 200)
+    more = text + "end.\n\nNext paragraph.\n\nLast one."  # (settled once a line follows)
+    parts = stream.feed(more)
+    assert len(parts) >= 3
+    for part in parts:
+        check_part(part, 200)
+    expected = [*text.split(), "end.", "Next", "paragraph.", "Last", "one."]
+    assert part_words(parts, to_blocks(more)) == expected
+
+
+@pytest.mark.parametrize("limit", [300, 2000])
+def test_parts_before_the_last_are_final_as_a_long_answer_grows(limit: int) -> None:
+    markdown = corpus()["long_answer"][:12_000]
+    stream = RichStream(limit=limit)
+    last = feed_all(stream, prefixes(markdown, 31), limit)
+    assert len(last) > 3
+    ends = [p.source_end for p in last[:-1]]
+    assert ends == sorted(ends)
+    final = stream.feed(markdown, final=True)
+    assert part_words(final, to_blocks(markdown)) == body_words(to_blocks(markdown))
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    document(),
+    st.integers(64, 3000),
+    st.lists(st.integers(0, 1 << 20), max_size=40),
+    st.integers(0, 1 << 20),
+)
+def test_any_document_streams_in_any_steps(
+    markdown: str, limit: int, points: list[int], run: int
+) -> None:
+    """Cuts at random points, and a run of 30 cuts one character apart somewhere."""
+    ends = {p % (len(markdown) + 1) for p in points}
+    start = run % (len(markdown) + 1)
+    ends.update(range(start, min(start + 30, len(markdown))))
+    stream = RichStream(limit=limit)
+    last = feed_all(stream, [markdown[:end] for end in sorted(ends)] + [markdown], limit)
+    final = stream.feed(markdown, final=True)
+    assert_extends(last, final)
+    for part in final:
+        check_part(part, limit)
+    check_words(final, to_blocks(markdown), limit)
