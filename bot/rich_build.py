@@ -70,6 +70,7 @@ class Top:
     # The first source line of each of a list's items or a table's body rows (as built).
     units: list[int] = field(default_factory=list)
     numbered: int = 0  # footnote labels numbered before this block was built
+    size: tuple[int, int] | None = None  # (chars, count) of its one block, when known
 
 
 @dataclass

@@ -652,6 +652,9 @@ def entries_of(tops: Sequence[Top], starts: Sequence[int], offset: int = 0) -> l
                 first = top.start + (top.kind == "fence")
                 lines = range(first, top.end)
             units = tuple(offset + starts[min(line, last)] for line in lines)
+        if top.size is not None and len(top.blocks) == 1:
+            out.append(Entry(top.blocks[0], top.size, start, units))
+            continue
         out.extend(Entry(block, size_of(block), start, units) for block in top.blocks)
     return out
 

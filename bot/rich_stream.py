@@ -23,17 +23,29 @@ answer: everything is settled and every message is returned.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiogram.types import (
     InputRichBlockList,
+    InputRichBlockListItem,
     InputRichBlockPreformatted,
     InputRichBlockTable,
+    RichBlockTableCell,
 )
 
 from bot.markdown import parse_tokens
 from bot.rich_build import Footnote, Top, build
-from bot.rich_core import MAX_BLOCKS, MAX_CHARS, Block, RichPart, clean, measure
+from bot.rich_core import (
+    MAX_BLOCKS,
+    MAX_CHARS,
+    Block,
+    RichPart,
+    block_size,
+    clean,
+    measure,
+    text_len,
+)
 from bot.rich_split import (
     Cursor,
     Entry,
@@ -43,6 +55,7 @@ from bot.rich_split import (
     line_starts,
     notes_entries,
     pack,
+    size_of,
     table_units,
 )
 
@@ -80,6 +93,29 @@ def _settled_units(top: Top, partial: bool, limit: int) -> int:
     return 0
 
 
+def _row_chars(row: list[RichBlockTableCell]) -> int:
+    return sum(text_len(cell.text) for cell in row if cell.text is not None)
+
+
+@dataclass
+class _Growing:
+    """The block being written at the tail, when it is a table or a list: its settled
+    rows or items, so that only the source from the first unsettled one on is parsed
+    again (behind ``head``, the table's header and delimiter lines, for a table)."""
+
+    tail: int  # where the block starts in the text (the tail then)
+    top: Top  # as last built, in the tail's lines
+    head: str  # the source parsed before the resumed part
+    resume: int  # where the resumed part starts in the text
+    resume_line: int  # and in the tail's lines
+    rows: list[list[RichBlockTableCell]] = field(default_factory=list)  # header and rows
+    items: list[InputRichBlockListItem] = field(default_factory=list)
+    units: list[int] = field(default_factory=list)  # their lines, in the tail's lines
+    number: int = 1  # an ordered list's number of the resumed item
+    numbers: dict[str, int] = field(default_factory=dict)  # footnotes numbered so far
+    size: Size = (0, 0)  # of a table or list of only the settled rows or items
+
+
 class RichStream:
     """Renders a growing answer for drafts/edits, cheaply: keeps the blocks of the
     settled prefix and re-parses only the tail (see the module)."""
@@ -100,6 +136,7 @@ class RichStream:
         self._numbers: dict[str, int] = {}  # footnotes numbered in the settled part
         self._frozen: list[RichPart] = []
         self._cursor: Cursor = ()  # where the message after the frozen ones starts
+        self._growing: _Growing | None = None
 
     def feed(self, markdown: str, *, final: bool = False) -> list[RichPart]:
         """All messages of the answer so far (``markdown`` extends the previous one); the
@@ -114,8 +151,12 @@ class RichStream:
         env: dict[str, Any] = {"references": dict(self._references)}
         partial_line = complete if partial else None
         numbers = dict(self._numbers)
-        tokens = parse_tokens(tail, env)
-        tops, notes = build(tokens, partial_line=partial_line, numbers=numbers)
+        parsed = self._grown(tail, env, partial, numbers)
+        if parsed is None:
+            tokens = parse_tokens(tail, env)
+            tops, notes = build(tokens, partial_line=partial_line, numbers=numbers)
+        else:
+            tops, notes, numbers = parsed
         starts = line_starts(tail)
         if final:
             settled = len(tops)
@@ -139,6 +180,7 @@ class RichStream:
             if tops:
                 defined = set(env.get("references", {})) - set(self._references)
                 self._commit(tail, settled_entries, settled_notes, starts[edge], bool(defined))
+            self._grow(tops, settled, starts, numbers)
             entries = list(self._settled)
             notes_all = [*self._notes, *open_notes]
             frontier = (len(entries),)
@@ -149,6 +191,118 @@ class RichStream:
         entries.extend(open_entries)
         entries.extend(notes_entries(notes_all, numbers))
         return self._parts(entries, frontier)
+
+    def _grown(
+        self, tail: str, env: dict[str, Any], partial: bool, numbers: dict[str, int]
+    ) -> tuple[list[Top], list[Footnote], dict[str, int]] | None:
+        """The tail's blocks, parsing only the growing table's or list's unsettled rows or
+        items (None when the tail does not start with one)."""
+        growing = self._growing
+        if growing is None or growing.tail != self._tail:
+            return None
+        source = growing.head + self._text[growing.resume :]
+        numbers = dict(growing.numbers)
+        tokens = parse_tokens(source, env)
+        lines = source.count("\n")
+        tops, notes = build(tokens, partial_line=lines if partial else None, numbers=numbers)
+        if not tops or tops[0].start != 0 or len(tops[0].blocks) != 1:
+            return None
+        top, block = tops[0], tops[0].blocks[0]
+        old = growing.top
+        shift = growing.resume_line - growing.head.count("\n")
+        if isinstance(block, InputRichBlockTable) and old.kind == top.kind == "table_open":
+            rows = [*growing.rows, *block.cells[1:]]
+            merged: Block = block.model_copy(update={"cells": rows})
+            added = sum(_row_chars(row) for row in block.cells[1:])
+            size = (growing.size[0] + added, growing.size[1] + len(block.cells) - 1)
+        elif (
+            isinstance(block, InputRichBlockList)
+            and (top.kind, top.markup) == (old.kind, old.markup)
+            and not (top.units and top.units[0] != 0)
+        ):
+            items = block.items
+            if top.kind == "ordered_list_open":
+                start = growing.number - top.first_number
+                items = [i.model_copy(update={"value": (i.value or 0) + start}) for i in items]
+            merged = block.model_copy(update={"items": [*growing.items, *items]})
+            added_chars, added_count, _ = block_size(block)
+            size = (growing.size[0] + added_chars, growing.size[1] + added_count - 1)
+        else:
+            return None
+        first = Top(
+            [merged],
+            0,
+            top.end + shift,
+            old.kind,
+            old.markup,
+            old.first_number,
+            [*growing.units, *(line + shift for line in top.units)],
+            old.numbered,
+            size,
+        )
+        rest = [
+            Top(
+                t.blocks,
+                t.start + shift,
+                t.end + shift,
+                t.kind,
+                t.markup,
+                t.first_number,
+                [line + shift for line in t.units],
+                t.numbered,
+            )
+            for t in tops[1:]
+        ]
+        for note in notes:
+            note.start += shift
+        return [first, *rest], notes, numbers
+
+    def _grow(
+        self, tops: list[Top], settled: int, starts: list[int], numbers: dict[str, int]
+    ) -> None:
+        """Remember the table or list that the tail now starts with (see ``_Growing``);
+        ``tops`` and ``starts`` are in the old tail's lines, ``self._tail`` is the new."""
+        self._growing = None
+        if settled >= len(tops) or len(tops[settled].blocks) != 1:
+            return
+        top, block = tops[settled], tops[settled].blocks[0]
+        first = top.start  # the line the new tail starts at
+        units = [line - first for line in top.units]
+        counted = tops[settled + 1].numbered if settled + 1 < len(tops) else len(numbers)
+        known = dict(list(numbers.items())[:counted])
+        offset = starts[first]  # where the new tail starts in the old one
+        size = top.size if top.size is not None else size_of(block)
+        if isinstance(block, InputRichBlockTable) and units and len(block.cells) > 1:
+            line = units[-1] + 1  # the line after the last complete row
+            if first + line >= len(starts):
+                return
+            head = self._text[self._tail : self._tail + starts[first + 2] - offset]
+            self._growing = _Growing(
+                self._tail,
+                top,
+                head,
+                self._tail + starts[first + line] - offset,
+                line,
+                rows=list(block.cells),
+                units=units,
+                numbers=known,
+                size=size,
+            )
+        elif isinstance(block, InputRichBlockList) and len(units) == len(block.items) > 1:
+            last = block.items[-1]
+            last_chars, last_count, _ = block_size(block.model_copy(update={"items": [last]}))
+            self._growing = _Growing(
+                self._tail,
+                top,
+                "",
+                self._tail + starts[first + units[-1]] - offset,
+                units[-1],
+                items=list(block.items[:-1]),
+                units=units[:-1],
+                number=last.value or 1,
+                numbers=known,
+                size=(size[0] - last_chars, size[1] - last_count + 1),
+            )
 
     def _commit(
         self,

@@ -72,6 +72,34 @@ def test_the_corpus_streams(name: str, limit: int) -> None:
     assert part_words(split(markdown, limit=limit), blocks) == expected
 
 
+GROWING = {
+    "table": "Intro.\n\n| # | Name | Cost |\n|---|:-:|--:|\n"
+    + "".join(f"| {i} | **item {i}** [^{i % 3}] | $O(n^{i % 4})$ |\n" for i in range(40))
+    + "\nAfter the table.\n\n[^0]: zero\n[^1]: one\n",
+    "ordered list": "Steps:\n\n"
+    + "".join(f"{i + 3}. step *{i}* `x`\n   more of {i}\n" for i in range(40))
+    + "\n- [ ] a task\n- [x] done\n",
+    "loose list": "".join(f"- item {i}\n\n  second paragraph {i}\n\n" for i in range(25)),
+    "nested list": "".join(f"* top {i}\n  1. inner {i}\n  2. inner\n" for i in range(25)),
+    "list then other bullet": "- a\n- b\n- c\n+ other list\n+ more\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(GROWING))
+def test_a_growing_table_or_list_renders_as_if_parsed_whole(name: str) -> None:
+    """The stream parses only the unsettled rows or items of the table or list being
+    written: at every step its message is the one a fresh stream makes of that text."""
+    markdown = GROWING[name]
+    stream = RichStream()
+    for end in range(1, len(markdown) + 1, 3):
+        parts = stream.feed(markdown[:end])
+        assert parts == RichStream().feed(markdown[:end]), markdown[:end]
+        assert len(parts) <= 1
+        for part in parts:
+            check_part(part)
+    assert stream.feed(markdown, final=True) == split(markdown)
+
+
 def test_an_unclosed_fence_is_code_so_far() -> None:
     [part] = RichStream().feed("Code:\n\n```python\ndef f():\n    return 1")
     assert part.blocks == (
