@@ -151,7 +151,7 @@ async def test_answers_then_sigterm_lets_the_answer_in_flight_finish(
         ollama.default = Reply(text=text, chunk_delay=0.1)
         await ann.send("tell me a long story")
         # streaming: the model was asked and the first words are on the screen
-        await tg.wait_for("sendMessageDraft", lambda c: "word1" in (c.text or ""), timeout=10)
+        await tg.wait_for("sendRichMessageDraft", lambda c: "word1" in (c.text or ""), timeout=10)
         signalled = bot.terminate()
         await wait_until(lambda: "Polling stopped" in bot.output, 5, "polling to stop")
         await ann.send("a message after polling stopped")
@@ -182,7 +182,7 @@ async def test_sigterm_does_not_wait_beyond_the_grace(redis_url: str, tmp_path: 
         ollama.default = Reply(text=answer(50), chunk_delay=0.2)  # about 10 s
         ann = tg.user(first_name="Ann")
         await ann.send("an endless story please")
-        await tg.wait_for("sendMessageDraft", lambda c: "word1" in (c.text or ""), timeout=10)
+        await tg.wait_for("sendRichMessageDraft", lambda c: "word1" in (c.text or ""), timeout=10)
         signalled = bot.terminate()
         code = await bot.exit_code(timeout=grace + 8)
         elapsed = time.monotonic() - signalled
@@ -190,7 +190,7 @@ async def test_sigterm_does_not_wait_beyond_the_grace(redis_url: str, tmp_path: 
         assert code == 0, bot.output
         assert "shutdown: 1 answer(s) did not finish in time" in bot.output
         # what the user saw is kept, marked as cut short by the restart
-        final = tg.calls("sendMessage", ann.id)[-1].text or ""
+        final = tg.calls("sendRichMessage", ann.id)[-1].text or ""
         assert final.startswith("word1 word2") and "the bot was restarting" in final
 
 

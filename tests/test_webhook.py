@@ -265,7 +265,8 @@ async def test_python_m_bot_serves_the_webhook_and_drains_on_sigterm(
 
             ollama.default = Reply(text=text, chunk_delay=0.1)
             await ann.send("a long one")
-            await tg.wait_for("sendMessageDraft", lambda c: "word1" in (c.text or ""), timeout=10)
+            drafted = "sendRichMessageDraft"  # the default: rich answers
+            await tg.wait_for(drafted, lambda c: "word1" in (c.text or ""), timeout=10)
             process.send_signal(signal.SIGTERM)
             # it stops taking updates at once ...
             async with asyncio.timeout(5):
