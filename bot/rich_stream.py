@@ -2,10 +2,11 @@
 
 Each ``feed`` gets the whole answer so far. Only its tail is parsed again: the source
 from the first top-level block that later text could still change. A block is settled
-once the block after it starts on a complete line that a complete line follows (so that
-no half-written line, such as ``#`` that may yet become ``#hashtag``, or a table's
-delimiter row, decides where the block ends); settled blocks keep their aiogram objects
-and sizes, and only the tail's blocks are built again.
+once the block after it starts on a complete line (so that no half-written line, such
+as ``#`` that may yet become ``#hashtag``, decides where the block ends; a table's
+delimiter row and a formula's closing line must be complete too); settled blocks keep their
+aiogram objects and sizes, and only the tail's blocks are built again. A table or a
+list being written is parsed again only from its first row or item that may change.
 
 Messages before the last are final when they are returned: the writer sends them at
 once. So a message is only returned before the last when everything in it is settled:
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiogram.types import (
+    InputRichBlockDivider,
     InputRichBlockList,
     InputRichBlockListItem,
     InputRichBlockPreformatted,
@@ -55,6 +57,7 @@ from bot.rich_split import (
     line_starts,
     notes_entries,
     pack,
+    rest,
     size_of,
     table_units,
 )
@@ -91,6 +94,17 @@ def _settled_units(top: Top, partial: bool, limit: int) -> int:
     if isinstance(block, InputRichBlockList):
         return len(block.items) - 1
     return 0
+
+
+def _starts_settled(top: Top, complete: int) -> bool:
+    """Whether ``top`` starts where no later text can make it part of the block before:
+    on a complete line. A table's delimiter row decides whether its first line is a
+    table's, and a ``$$`` block's closing line whether it is one: those too."""
+    if top.kind == "table_open":
+        return top.start + 1 < complete
+    if top.kind == "math_block":
+        return top.end <= complete
+    return top.start < complete
 
 
 def _row_chars(row: list[RichBlockTableCell]) -> int:
@@ -130,6 +144,7 @@ class RichStream:
         self._raw = ""  # the answer as fed
         self._text = ""  # the same, cleaned (one character for one)
         self._settled: list[Entry] = []
+        self._sums: list[Size] = [(0, 0)]  # the sizes of the settled entries, summed
         self._notes: list[tuple[int, Footnote]] = []  # settled footnote definitions
         self._tail = 0  # where the unsettled tail starts in the text
         self._references: dict[str, Any] = {}
@@ -162,7 +177,7 @@ class RichStream:
             settled = len(tops)
         else:
             settled = 0
-            while settled + 1 < len(tops) and tops[settled + 1].start + 1 < complete:
+            while settled + 1 < len(tops) and _starts_settled(tops[settled + 1], complete):
                 settled += 1
         edge = tops[settled].start if settled < len(tops) else len(starts)
         base = self._tail
@@ -314,6 +329,7 @@ class RichStream:
     ) -> None:
         """Keep what became settled; the tail now starts ``edge`` into the old one."""
         self._settled.extend(entries)
+        self._sum(entries)
         self._notes.extend(notes)
         if defined and edge and tail[:edge].find("]:") >= 0:
             # Link reference definitions in what became settled: keep them for the tail.
@@ -327,28 +343,63 @@ class RichStream:
                 rebuilt = entries_of(tops, line_starts(text))
                 if len(rebuilt) == len(self._settled):
                     self._settled = rebuilt
+                    del self._sums[1:]
+                    self._sum(rebuilt)
         self._tail += edge
+
+    def _sum(self, entries: list[Entry]) -> None:
+        chars, count = self._sums[-1]
+        for entry in entries:
+            chars, count = chars + entry.size[0], count + entry.size[1]
+            self._sums.append((chars, count))
 
     def _parts(self, entries: list[Entry], frontier: Cursor | None) -> list[RichPart]:
         first = () if self._frozen else self._first
-        packed = pack(
-            entries,
-            self._cursor,
-            first=first,
-            first_size=self._first_size if first else (0, 0),
-            limit=self._limit,
-            stop=frontier,
-            continuing=bool(self._frozen),
-        )
-        if not any(entry.size[0] for entry in entries[self._cursor[0] if self._cursor else 0 :]):
-            packed = [Packed(list(first), self._first_size, None)] if first else []
-        out = list(self._frozen)
-        for index, part in enumerate(packed):
-            last = index == len(packed) - 1
-            settled = part.end is not None and (frontier is None or part.end <= frontier)
-            if last or not settled:
-                out.append(RichPart(tuple(part.blocks), part.size[0], part.size[1], None))
+        first_size = self._first_size if first else (0, 0)
+        start = self._cursor[0] if self._cursor else 0
+        # The settled entries' sizes are summed as they settle: when the rest fits one
+        # message (the usual case), it is that message, without packing.
+        chars = first_size[0] + self._sums[-1][0] - self._sums[start][0]
+        count = first_size[1] + self._sums[-1][1] - self._sums[start][1]
+        for entry in entries[len(self._sums) - 1 :]:
+            chars, count = chars + entry.size[0], count + entry.size[1]
+        packed: list[Packed]
+        if len(self._cursor) > 1 or chars > self._limit or count > MAX_BLOCKS:
+            packed = pack(
+                entries,
+                self._cursor,
+                first=first,
+                first_size=first_size,
+                limit=self._limit,
+                stop=frontier,
+                continuing=bool(self._frozen),
+            )
+        else:
+            rest = entries[start:]
+            if self._frozen:  # a message does not start with a divider
+                while rest and isinstance(rest[0].block, InputRichBlockDivider):
+                    chars, count = chars - rest[0].size[0], count - rest[0].size[1]
+                    rest = rest[1:]
+            blocks = [*first, *(entry.block for entry in rest)]
+            packed = [Packed(blocks, (chars, count), None)] if blocks else []
+        if not any(entry.size[0] for entry in entries[start:]):
+            packed = [Packed(list(first), first_size, None)] if first else []
+        # The parts that can be final: everything in them is settled, and settled text
+        # follows them (what is not settled may yet vanish: a half-written closing fence
+        # shows as code until it closes; a part must not be left last once sent).
+        final = 0
+        while final < len(packed) - 1:
+            end = packed[final].end
+            if end is None or (frontier is not None and end > frontier):
                 break
+            final += 1
+        while final and frontier is not None:
+            end = packed[final - 1].end
+            if end is not None and _shows_between(entries, end, frontier, self._limit):
+                break
+            final -= 1
+        out = list(self._frozen)
+        for part in packed[:final]:
             assert part.end is not None
             entry = entries[part.end[0] if part.end else 0]
             source_end = entry.source_at(part.end[1:], self._limit)
@@ -359,4 +410,24 @@ class RichStream:
             if frontier is not None:  # (a final feed changes nothing)
                 self._frozen.append(done)
                 self._cursor = part.end
+        if final < len(packed):
+            draft = packed[final]
+            out.append(RichPart(tuple(draft.blocks), draft.size[0], draft.size[1], None))
         return out
+
+
+def _shows_between(entries: list[Entry], start: Cursor, end: Cursor, limit: int) -> bool:
+    """Whether anything visible lies between the cursors ``start`` and ``end``."""
+    full = (limit, MAX_BLOCKS)
+    i, sub = (start[0], start[1:]) if start else (0, ())
+    last, units = (end[0], end[1:]) if end else (0, ())
+    while i < last:
+        chars = entries[i].size[0] if not sub else rest(entries[i].block, sub, full)[1][0]
+        if chars:
+            return True
+        i, sub = i + 1, ()
+    if i == last and units and i < len(entries):
+        block = entries[i].block
+        before = rest(block, sub, full)[1][0] if sub else entries[i].size[0]
+        return before > rest(block, units, full)[1][0]
+    return False

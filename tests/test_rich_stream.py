@@ -158,6 +158,28 @@ def test_a_table_after_a_paragraph_settles_only_when_its_delimiter_row_does() ->
     feed_all(stream, [text, text + "-|--|\n| 1 | 2 |\n", text + "x"], 100)
 
 
+def test_a_formula_after_a_paragraph_settles_only_when_it_is_closed() -> None:
+    text = "word " * 30 + "\n$$\nx^2\n$$"
+    feed_all(RichStream(limit=100), [text, text + "x + 1", text + "x + 1\n\nmore\n"], 100)
+    [part] = RichStream().feed(text + "x")  # "$$x": not a closing line, all one paragraph
+    [block] = part.blocks
+    assert isinstance(block, InputRichBlockParagraph)
+
+
+def test_a_part_is_not_final_while_only_what_may_vanish_follows_it() -> None:
+    """A half-written closing fence shows as a line of code, then closes: had the part
+    before it been final, it would be left last once sent."""
+    code = "```\n" + "".join(f"line {i} " * 5 + "\n" for i in range(2))  # 71 characters
+    stream = RichStream(limit=71)
+    [draft] = feed_all(stream, [code + "``"], 71)  # the lines, and "``" for the next part
+    assert [p.blocks for p in feed_all(stream, [code + "```\n"], 71)] == [draft.blocks]
+    more = code + "```\n\n#"  # an empty heading, for now: nothing visible follows
+    assert len(feed_all(stream, [more, more + "# Title\n"], 71)) == 1
+    # The heading is settled once a line follows it (or the answer is complete).
+    assert len(feed_all(stream, [more + "# Title\n\nText.\n"], 71)) == 2
+    assert len(RichStream(limit=71).feed(more + "# Title\n", final=True)) == 2
+
+
 def test_first_blocks_open_the_first_part_only() -> None:
     header = paragraph("Model")
     stream = RichStream(first=[header], limit=200)
