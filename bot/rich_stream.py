@@ -23,6 +23,7 @@ answer: everything is settled and every message is returned.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,7 @@ from aiogram.types import (
 )
 
 from bot.markdown import parse_tokens
-from bot.rich_build import Footnote, Top, build
+from bot.rich_build import Footnote, Top, build, join_text
 from bot.rich_core import (
     MAX_BLOCKS,
     MAX_CHARS,
@@ -47,6 +48,7 @@ from bot.rich_core import (
     clean,
     measure,
     text_len,
+    utf16_len,
 )
 from bot.rich_split import (
     Cursor,
@@ -111,6 +113,22 @@ def _row_chars(row: list[RichBlockTableCell]) -> int:
     return sum(text_len(cell.text) for cell in row if cell.text is not None)
 
 
+# What a paragraph may be lengthened by, after a space, without changing what came
+# before: no line break, and nothing that opens or closes emphasis, code, math, links,
+# entities or escapes.
+_PLAIN = re.compile(r"[^\n\t*_`~$\\<>&\[\]|]*")
+# What may start a block: a line that starts with one of these may yet become one.
+_MARKERS = frozenset("-+*#>|=~`:[$\\<_0123456789")
+
+
+@dataclass
+class _Tip:
+    """The paragraph that the unsettled tail is, when it is one (as last built)."""
+
+    entry: Entry
+    numbers: dict[str, int]
+
+
 @dataclass
 class _Growing:
     """The block being written at the tail, when it is a table or a list: its settled
@@ -152,14 +170,22 @@ class RichStream:
         self._frozen: list[RichPart] = []
         self._cursor: Cursor = ()  # where the message after the frozen ones starts
         self._growing: _Growing | None = None
+        self._tip: _Tip | None = None
+        self._notes_cache: tuple[Any, list[Entry]] | None = None
 
     def feed(self, markdown: str, *, final: bool = False) -> list[RichPart]:
         """All messages of the answer so far (``markdown`` extends the previous one); the
         last is the draft, the others are final. ``final``: the answer is complete."""
         if not markdown.startswith(self._raw):
             self._reset()
-        self._text += clean(markdown[len(self._raw) :])
+        added = clean(markdown[len(self._raw) :])
+        self._text += added
         self._raw = markdown
+        tip, self._tip = self._tip, None
+        if tip is not None and not final:
+            appended = self._appended(tip, added)
+            if appended is not None:
+                return appended
         tail = self._text[self._tail :]
         complete = tail.count("\n")  # lines of the tail that are complete
         partial = not final and bool(tail) and not tail.endswith("\n")
@@ -198,14 +224,68 @@ class RichStream:
             self._grow(tops, settled, starts, numbers)
             entries = list(self._settled)
             notes_all = [*self._notes, *open_notes]
+            rest = tops[settled:]
+            if (
+                len(rest) == 1
+                and rest[0].kind == "paragraph_open"
+                and len(open_entries) == 1
+                and not open_notes
+            ):
+                self._tip = _Tip(open_entries[0], numbers)
             frontier = (len(entries),)
             if settled < len(tops):
                 units = _settled_units(tops[settled], partial, self._limit)
                 if units > 0:
                     frontier = (len(entries), units)
         entries.extend(open_entries)
-        entries.extend(notes_entries(notes_all, numbers))
+        entries.extend(self._notes_entries(notes_all, numbers))
         return self._parts(entries, frontier)
+
+    def _notes_entries(
+        self, notes: list[tuple[int, Footnote]], numbers: dict[str, int]
+    ) -> list[Entry]:
+        """The footnote section; while all its notes are settled ones (which are only
+        ever added to), it is built again only when they or the numbers change."""
+        if not notes:
+            return []
+        if len(notes) != len(self._notes):  # (notes are the settled ones, then others)
+            return notes_entries(notes, numbers)
+        key = (len(notes), tuple(numbers.items()))
+        if self._notes_cache is None or self._notes_cache[0] != key:
+            self._notes_cache = (key, notes_entries(notes, numbers))
+        return self._notes_cache[1]
+
+    def _appended(self, tip: _Tip, added: str) -> list[RichPart] | None:
+        """The parts when the tail is one paragraph that ``added`` only lengthens: text
+        after a space, on a line under way that no block marker starts, with nothing
+        Markdown could make anything of (``_PLAIN``, ``_MARKERS``). Then nothing before
+        it can change, and it is not parsed again."""
+        if not added:
+            return self._tip_parts(tip)
+        before = self._text[: -len(added)]
+        line = before[before.rfind("\n") + 1 :].lstrip()  # the line being written
+        if (
+            not _PLAIN.fullmatch(added)
+            or not (before.endswith(" ") or added[0] == " ")
+            or not line
+            or line[0] in _MARKERS
+        ):
+            return None
+        spaces = before[len(before.rstrip(" ")) :]
+        extra = (spaces + added).rstrip()
+        if not extra.strip():
+            return self._tip_parts(tip)
+        block = tip.entry.block
+        text = getattr(block, "text", "")
+        joined = join_text([*(text if isinstance(text, list) else [text]), extra])
+        longer = block.model_copy(update={"text": joined})
+        size = (tip.entry.size[0] + utf16_len(extra), tip.entry.size[1])
+        return self._tip_parts(_Tip(Entry(longer, size, tip.entry.start), tip.numbers))
+
+    def _tip_parts(self, tip: _Tip) -> list[RichPart]:
+        self._tip = tip
+        entries = [*self._settled, tip.entry, *self._notes_entries(self._notes, tip.numbers)]
+        return self._parts(entries, (len(self._settled),))
 
     def _grown(
         self, tail: str, env: dict[str, Any], partial: bool, numbers: dict[str, int]

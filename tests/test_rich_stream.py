@@ -82,7 +82,29 @@ GROWING = {
     "loose list": "".join(f"- item {i}\n\n  second paragraph {i}\n\n" for i in range(25)),
     "nested list": "".join(f"* top {i}\n  1. inner {i}\n  2. inner\n" for i in range(25)),
     "list then other bullet": "- a\n- b\n- c\n+ other list\n+ more\n",
+    "prose": "A **bold** start, an _underscored_ word and **a closer.** after it.\n"
+    + "- a line that may be a list item\n1. or a numbered one\n# or a heading\n"
+    + "Then some text that goes on and on, and a formula $x^2$ and a price of $5 or so,\n"
+    + "then `code` and [a link](https://example.com) and &amp; and more words. " * 3
+    + "\n\nA new paragraph: _it_ was *fine* and \\escaped\\ and 1986. A year.\n",
 }
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(document(), st.lists(st.integers(0, 1 << 20), min_size=1, max_size=40))
+def test_the_stream_renders_every_prefix_as_a_fresh_parse(markdown: str, points: list[int]) -> None:
+    """However the stream got there (settled blocks kept, a growing table or list or
+    paragraph built on), its message is the one a fresh stream makes of the text."""
+    stream = RichStream()
+    for end in sorted({p % (len(markdown) + 1) for p in points}):
+        parts = stream.feed(markdown[:end])
+        fresh = RichStream().feed(markdown[:end])
+        if len(parts) == len(fresh) == 1:
+            assert parts == fresh, markdown[:end]
 
 
 @pytest.mark.parametrize("name", sorted(GROWING))
@@ -98,6 +120,30 @@ def test_a_growing_table_or_list_renders_as_if_parsed_whole(name: str) -> None:
         for part in parts:
             check_part(part)
     assert stream.feed(markdown, final=True) == split(markdown)
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        ["Some *open text", " and more*", " then _x", " y_ end", " and `co", " de` ok"],
+        ["A price $5", " and $6", " or $x", "^2$ then", " [a", "](https://a.example) b"],
+        ["Para text\n-", " ", "item here", " and more"],
+        ["Para text\n1.", " ", "first", " item"],
+        ["Para text\n  ", "- item", " two"],
+        ["Para text\n", "  ", "> quoted", " text"],
+        ["An &amp", " x;", " and &copy", ";", " end \\", "* not", " emphasis*"],
+        ["Cost: ", "12", ". Then", " 1986. was", " a year", " --- or", " so"],
+        ["Title line ", " \n", "=", "==", " more"],
+    ],
+)
+def test_a_growing_paragraph_renders_as_if_parsed_whole(chunks: list[str]) -> None:
+    """Text that only lengthens the paragraph being written is not parsed again; text
+    that could change anything before it, or start a block, is."""
+    stream = RichStream()
+    text = ""
+    for chunk in chunks:
+        text += chunk
+        assert stream.feed(text) == RichStream().feed(text), text
 
 
 def test_an_unclosed_fence_is_code_so_far() -> None:
