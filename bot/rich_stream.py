@@ -98,15 +98,21 @@ def _settled_units(top: Top, partial: bool, limit: int) -> int:
     return 0
 
 
-def _starts_settled(top: Top, complete: int) -> bool:
-    """Whether ``top`` starts where no later text can make it part of the block before:
-    on a complete line. A table's delimiter row decides whether its first line is a
-    table's, and a ``$$`` block's closing line whether it is one: those too."""
+def _starts_settled(before: Top, top: Top, complete: int) -> bool:
+    """Whether ``top`` starts where no later text can make it part of the block
+    ``before`` it: on a complete line, or after a blank line that ended ``before`` for
+    good (a list or indented code could go on after one). A table's delimiter row decides
+    whether its first line is a table's, and a ``$$`` block's closing line whether it is
+    one: those must be complete too."""
     if top.kind == "table_open":
         return top.start + 1 < complete
     if top.kind == "math_block":
         return top.end <= complete
-    return top.start < complete
+    return top.start < complete or (before.end < top.start and before.kind in _ENDED)
+
+
+# Blocks that a blank line ends: nothing after one can become part of them.
+_ENDED = frozenset({"paragraph_open", "heading_open", "table_open", "math_block", "hr", "fence"})
 
 
 def _row_chars(row: list[RichBlockTableCell]) -> int:
@@ -203,9 +209,11 @@ class RichStream:
             settled = len(tops)
         else:
             settled = 0
-            while settled + 1 < len(tops) and _starts_settled(tops[settled + 1], complete):
+            while settled + 1 < len(tops) and _starts_settled(
+                tops[settled], tops[settled + 1], complete
+            ):
                 settled += 1
-        edge = tops[settled].start if settled < len(tops) else len(starts)
+        edge = tops[settled].start if settled < len(tops) else len(starts) if final else 0
         base = self._tail
         settled_notes = [(base + starts[n.start], n) for n in notes if n.start < edge]
         open_notes = [(base + starts[n.start], n) for n in notes if n.start >= edge]
