@@ -5,19 +5,24 @@ message's exact size before sending it, and the models' Markdown (CommonMark, GF
 
 What maps to what: headings → ``heading`` (size = level); paragraphs → ``paragraph``
 with bold, italic, strikethrough, inline code, links (http(s) only; other links show
-their text), inline formulas and footnote marks (superscript); lists → ``list`` (ordered
-items carry their number, task items a checkbox); code → ``pre`` with its language;
-quotes → ``blockquote``; GFM tables → ``table`` (header cells marked, alignment kept; a
-table wider than ``MAX_COLUMNS`` is a ``pre`` of aligned columns); display math →
+their text), inline formulas and footnote marks (superscript numbers, by first
+reference); lists → ``list`` (ordered items carry their number, task items a
+checkbox); code → ``pre`` with its language; quotes → ``blockquote``; GFM tables →
+``table`` (header cells marked, alignment kept, cells aligned to the top; a table wider
+than ``MAX_COLUMNS`` is a ``pre`` of aligned columns); display math →
 ``mathematical_expression``; ``---`` → ``divider``; footnote definitions → a last
 section after a divider. Soft line breaks are kept as line breaks (models write single
 newlines as such). Raw HTML and anything else stays readable text. Nothing nests deeper
-than ``MAX_DEPTH``; no block is empty.
+than ``MAX_DEPTH`` (the deeper levels are flattened into the deepest one); no block is
+empty.
 
 ``split`` cuts an answer into messages within every limit, between top-level blocks
 where it can: a table too long for a message goes by rows with its header repeated, a
 list by items, code by lines (each piece keeps the language), text by sentences or
-words. ``RichStream`` does the same for an answer as it grows, cheaply.
+words; a heading waits for the next message with what follows it. ``RichStream`` does
+the same for an answer as it grows, cheaply; its ``feed(text, final=True)`` is the whole
+answer (until then the block being written may still change, and a table row without
+its line break is left out).
 
 The modules behind this one: ``rich_core`` (limits, measuring), ``rich_build`` (tokens
 to blocks), ``rich_split`` (cutting and packing), ``rich_stream``.

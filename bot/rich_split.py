@@ -180,7 +180,7 @@ def cut(block: Block, cursor: Cursor, room: Size, full: Size, fresh: bool) -> _P
 def _cut_container(
     block: Block, inner: list[Block], cursor: Cursor, room: Size, full: Size, fresh: bool
 ) -> _Pieces:
-    own = _less(size_of(block), _ZERO)
+    own = size_of(block)  # (the container's own: its count and a summary's or credit's chars)
     for child in inner:
         own = _less(own, size_of(child))
     head, used, nxt = cut_blocks(inner, cursor, _less(room, own), _less(full, own), fresh)
