@@ -47,6 +47,7 @@ from bot.rich_core import (
     block_size,
     clean,
     measure,
+    new,
     text_len,
     utf16_len,
 )
@@ -128,6 +129,21 @@ _MARKERS = frozenset("-+*#>|=~`:[$\\<_0123456789")
 
 
 @dataclass
+class _Fence:
+    """The code block being written at the tail, while its fence is open: its lines are
+    taken as they come, without parsing (until a line could close it)."""
+
+    tail: int  # where the fence starts in the text (the tail then)
+    body: int  # where its first line of code starts
+    closing: re.Pattern[str]  # a line that would close it
+    language: str | None
+    checked: int  # where the line not yet seen whole starts (no closing line before)
+
+
+_FENCE = re.compile(r"(`{3,}|~{3,})[^\n]*\n")
+
+
+@dataclass
 class _Tip:
     """The paragraph that the unsettled tail is, when it is one (as last built)."""
 
@@ -177,6 +193,7 @@ class RichStream:
         self._cursor: Cursor = ()  # where the message after the frozen ones starts
         self._growing: _Growing | None = None
         self._tip: _Tip | None = None
+        self._fence: _Fence | None = None
         self._notes_cache: tuple[Any, list[Entry]] | None = None
 
     def feed(self, markdown: str, *, final: bool = False) -> list[RichPart]:
@@ -198,7 +215,10 @@ class RichStream:
         env: dict[str, Any] = {"references": dict(self._references)}
         partial_line = complete if partial else None
         numbers = dict(self._numbers)
-        parsed = self._grown(tail, env, partial, numbers)
+        fence, self._fence = self._fence, None
+        parsed = self._fenced(fence, tail, numbers) if fence is not None else None
+        if parsed is None:
+            parsed = self._grown(tail, env, partial, numbers)
         if parsed is None:
             tokens = parse_tokens(tail, env)
             tops, notes = build(tokens, partial_line=partial_line, numbers=numbers)
@@ -240,6 +260,8 @@ class RichStream:
                 and not open_notes
             ):
                 self._tip = _Tip(open_entries[0], numbers)
+            if len(rest) == 1 and rest[0].kind == "fence":
+                self._fence = self._open_fence(rest[0])
             frontier = (len(entries),)
             if settled < len(tops):
                 units = _settled_units(tops[settled], partial, self._limit)
@@ -294,6 +316,45 @@ class RichStream:
         self._tip = tip
         entries = [*self._settled, tip.entry, *self._notes_entries(self._notes, tip.numbers)]
         return self._parts(entries, (len(self._settled),))
+
+    def _open_fence(self, top: Top) -> _Fence | None:
+        """The code block the tail now is, if its fence is open (see ``_Fence``)."""
+        text, tail = self._text, self._tail
+        opening = _FENCE.match(text, tail)
+        block = top.blocks[0] if len(top.blocks) == 1 else None
+        if opening is None or (
+            block is not None and not isinstance(block, InputRichBlockPreformatted)
+        ):
+            return None
+        marker = opening.group(1)
+        closing = re.compile(rf"^ {{0,3}}{re.escape(marker[0])}{{{len(marker)},}}[ \t]*$", re.M)
+        if closing.search(text, opening.end()):
+            return None
+        language = block.language if isinstance(block, InputRichBlockPreformatted) else None
+        return _Fence(tail, opening.end(), closing, language, text.rfind("\n") + 1)
+
+    def _fenced(
+        self, fence: _Fence, tail: str, numbers: dict[str, int]
+    ) -> tuple[list[Top], list[Footnote], dict[str, int]] | None:
+        """The tail's one block when it is still the open code block ``fence``."""
+        text = self._text
+        if fence.tail != self._tail or fence.closing.search(text, fence.checked):
+            return None
+        last = text[text.rfind("\n") + 1 :]
+        if last and not last.strip():  # (markdown-it leaves out such a last line)
+            return None
+        code = text[fence.body :]
+        lines = tail.count("\n") + (not tail.endswith("\n"))
+        blocks: list[Block] = []
+        if code.strip():
+            code = code[:-1] if code.endswith("\n") else code
+            fields: dict[str, Any] = {"text": code}
+            if fence.language:
+                fields["language"] = fence.language
+            blocks.append(new(InputRichBlockPreformatted, **fields))
+        top = Top(blocks, 0, lines, "fence", numbered=len(self._numbers))
+        top.size = (utf16_len(code), 1) if blocks else None
+        return [top], [], numbers
 
     def _grown(
         self, tail: str, env: dict[str, Any], partial: bool, numbers: dict[str, int]

@@ -16,23 +16,43 @@ from aiogram.types import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.rich import MAX_CHARS, RichPart, RichStream, paragraph, split, to_blocks
-from tests.test_rich import body_words, check_part, corpus, part_words
+from bot.rich import (
+    MAX_BLOCKS,
+    MAX_CHARS,
+    MAX_DEPTH,
+    RichPart,
+    RichStream,
+    measure,
+    paragraph,
+    split,
+    to_blocks,
+)
+from tests.test_rich import body_words, check_part, corpus, part_words, validate
 from tests.test_rich_split import check_words, document
 
 STEP = 97
 
 
 def feed_all(stream: RichStream, prefixes: list[str], limit: int) -> list[RichPart]:
-    """Feed ``prefixes`` in order, checking every result; returns the last one."""
+    """Feed ``prefixes`` in order, checking every result; returns the last one.
+
+    A part or block returned again is the same object: it is checked once (kept, so
+    that its id is not reused)."""
     previous: list[RichPart] = []
-    checked: set[int] = set()
+    seen: dict[int, object] = {}
     for prefix in prefixes:
         parts = stream.feed(prefix)
         for part in parts:
-            if id(part) not in checked:  # a part returned again is the same object
-                check_part(part, limit)
-                checked.add(id(part))
+            if id(part) in seen:
+                continue
+            seen[id(part)] = part
+            chars, count, depth = measure(part.blocks)
+            assert (chars, count) == (part.chars, part.count)
+            assert 0 < chars <= limit and count <= MAX_BLOCKS and depth <= MAX_DEPTH
+            fresh = [b for b in part.blocks if id(b) not in seen]
+            seen.update((id(b), b) for b in fresh)
+            if fresh:
+                validate(fresh)
         assert_extends(previous, parts)
         for part in parts[:-1]:
             assert part.source_end is not None
@@ -82,6 +102,9 @@ GROWING = {
     "loose list": "".join(f"- item {i}\n\n  second paragraph {i}\n\n" for i in range(25)),
     "nested list": "".join(f"* top {i}\n  1. inner {i}\n  2. inner\n" for i in range(25)),
     "list then other bullet": "- a\n- b\n- c\n+ other list\n+ more\n",
+    "code": "Code:\n\n````python\n"
+    + "".join(f"def f{i}(x):\n    return x * {i}  # `{i}` ```\n\n" for i in range(30))
+    + "~~~\n  ```\n````\n\nAfter.\n\n```\nagain\n``",
     "prose": "A **bold** start, an _underscored_ word and **a closer.** after it.\n"
     + "- a line that may be a list item\n1. or a numbered one\n# or a heading\n"
     + "Then some text that goes on and on, and a formula $x^2$ and a price of $5 or so,\n"
