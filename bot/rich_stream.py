@@ -2,23 +2,27 @@
 
 Each ``feed`` gets the whole answer so far. Only its tail is parsed again: the source
 from the first top-level block that later text could still change. A block is settled
-once the block after it starts on a complete line (so that no half-written line, such
-as ``#`` that may yet become ``#hashtag``, decides where the block ends; a table's
-delimiter row and a formula's closing line must be complete too); settled blocks keep their
-aiogram objects and sizes, and only the tail's blocks are built again. A table or a
-list being written is parsed again only from its first row or item that may change.
+once the block after it starts on a complete line, or after a blank line that ends it
+for good (so that no half-written line, such as ``#`` that may yet become ``#hashtag``,
+decides where a block ends; a table's delimiter row and a formula's closing line must
+be complete too). Settled blocks keep their aiogram objects and sizes, and only the
+tail's blocks are built again. Less than the tail is parsed when it is a table or a
+list being written (from its first row or item that may change), an open code fence
+(not at all: its lines are taken as they come) or a paragraph that the new text only
+lengthens (not at all either).
 
 Messages before the last are final when they are returned: the writer sends them at
-once. So a message is only returned before the last when everything in it is settled:
-whole settled blocks, or settled units of the block being written (a code block's
-complete lines, a table's complete rows, a list's items but the last). The last message
-is the draft; when the unsettled rest is longer than one message the draft shows as
-much of it as fits.
+once. So a message is only returned before the last when everything in it is settled
+(whole settled blocks, or settled units of the block being written: a code block's
+complete lines, a table's complete rows, a list's items but the last) and settled text
+follows it. The last message is the draft; when the unsettled rest is longer than one
+message, the draft shows as much of it as fits.
 
 While streaming, half-written Markdown is what CommonMark makes of it (an unclosed fence
-is code so far, an unclosed ``**`` or ``$$`` is text), except that a table row still being
-written is left out until its line is complete. ``feed(..., final=True)`` is the whole
-answer: everything is settled and every message is returned.
+is code so far, an unclosed ``**`` or ``$$`` is text), except that a table row still
+being written is left out until its line is complete. ``feed(text, final=True)`` is the
+whole answer: everything is settled and every message is returned; the writer ends with
+it (a plain feed may still hold back the last block).
 """
 
 from __future__ import annotations
