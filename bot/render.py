@@ -1060,11 +1060,11 @@ def _clean_entities(entities: list[Any]) -> list[_Entity]:
         if e.type == "custom_emoji":  # a bot may not send custom emoji
             continue
         if e.type == "text_link":
-            url = _safe_url(e.url or "")
+            url = safe_url(e.url or "")
             if url is None:
                 continue
         if e.type == "pre":
-            language = _safe_language(e.language or "")
+            language = safe_language(e.language or "")
         kept.append(_Entity(e.type, e.offset, e.length, url, language))
     return _without_nested_quotes(_nested(kept))
 
@@ -1111,7 +1111,7 @@ def _without_nested_quotes(entities: list[_Entity]) -> list[_Entity]:
     return result
 
 
-def _safe_url(url: str) -> str | None:
+def safe_url(url: str) -> str | None:
     """``url`` if Telegram takes it for a text link: http(s) with a dotted host name."""
     if not url.isprintable() or " " in url:
         return None
@@ -1130,7 +1130,7 @@ def _safe_url(url: str) -> str | None:
     return url
 
 
-def _safe_language(info: str) -> str | None:
+def safe_language(info: str) -> str | None:
     """The first word of a code fence's info string, if it looks like a language name."""
     words = info.split()
     if not words:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiogram.types import (
     InputRichBlockBlockQuotation,
@@ -34,6 +33,7 @@ from aiogram.types import (
 )
 from markdown_it.token import Token
 
+from bot import render
 from bot.rich_core import MAX_COLUMNS, MAX_DEPTH, Block, RichText, new, text_plain
 
 __all__ = [
@@ -46,8 +46,6 @@ __all__ = [
     "text_table",
 ]
 
-_LANGUAGE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789+-#._")
-_HOST_PUNCTUATION = frozenset("-._~")
 _ALIGNS = {"text-align:left": "left", "text-align:center": "center", "text-align:right": "right"}
 _WRAPPERS: dict[str, type[Any]] = {
     "strong_open": RichTextBold,
@@ -81,31 +79,9 @@ class Footnote:
 
 
 def safe_url(url: str) -> str | None:
-    """``url`` if Telegram takes it for a link: http(s) with a dotted host name."""
-    if not url.isprintable() or " " in url or len(url) > 2048:
-        return None
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        _ = parts.port  # raises on a malformed port
-    except ValueError:
-        return None
-    if parts.scheme.lower() not in ("http", "https") or "." not in host:
-        return None
-    if host.startswith(".") or host.endswith(".") or ".." in host:
-        return None
-    if not all(c.isalnum() or c in _HOST_PUNCTUATION for c in host):
-        return None
-    return url
-
-
-def _language(info: str) -> str | None:
-    """The first word of a code fence's info string, if it looks like a language name."""
-    words = info.split()
-    if not words:
-        return None
-    word = words[0]
-    return word if len(word) <= 32 and set(word.lower()) <= _LANGUAGE_CHARS else None
+    """``url`` if Telegram takes it for a link (as for text messages, and at most 2,048
+    characters long)."""
+    return render.safe_url(url) if len(url) <= 2048 else None
 
 
 def join_text(parts: list[Any]) -> RichText | None:
@@ -246,7 +222,9 @@ class _Builder:
                 blocks.append(new(InputRichBlockSectionHeading, text=text, size=size))
             return blocks, i + 3
         if kind in ("fence", "code_block"):
-            return _pre(tok.content, _language(tok.info) if kind == "fence" else None), i + 1
+            return _pre(
+                tok.content, render.safe_language(tok.info) if kind == "fence" else None
+            ), i + 1
         if kind == "math_block":
             expression = tok.content.strip()
             if not expression:
