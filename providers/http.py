@@ -1,4 +1,4 @@
-"""What the httpx-based adapters share: one pooled client, error mapping, event streams."""
+"""What the httpx-based adapters share: pooled clients, error mapping, event streams."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from providers.errors import (
     error_for_status,
     parse_retry_after,
 )
+from providers.shards import Shards
 
 
 class HttpProvider(Provider):
@@ -27,17 +28,21 @@ class HttpProvider(Provider):
         headers = {"Accept": "application/json", "User-Agent": "manymodels-bot"}
         if config.api_key:
             headers.update(self._auth_headers(config.api_key))
-        self._client = httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/") + "/",
-            headers=headers,
-            timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
-            # no cap on streams at once: thousands may wait on a slow model (a waiting
-            # stream is one idle socket); the bot bounds what costs CPU
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=50),
+        # No cap on streams at once: thousands may wait on a slow model (a waiting
+        # stream is one idle socket); the bot bounds what costs CPU. They are spread
+        # over clients (providers/shards.py), each scanning only its own connections.
+        self.clients = Shards(
+            lambda: httpx.AsyncClient(
+                base_url=config.base_url.rstrip("/") + "/",
+                headers=headers,
+                timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=16),
+            ),
+            lambda client: client.aclose(),
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self.clients.aclose()
 
     def _auth_headers(self, api_key: str) -> dict[str, str]:
         """The headers that carry the key: ``Authorization: Bearer``, unless an API
@@ -71,24 +76,25 @@ class HttpProvider(Provider):
         One generator from the response's lines to the parsed events: every layer costs
         each of an answer's thousands of chunks."""
         try:
-            async with self._client.stream("POST", path, json=payload) as response:
-                if response.status_code >= 400:
-                    body = (await response.aread()).decode("utf-8", "replace")
-                    raise self._error(response.status_code, body, response.headers)
-                async for line in response.aiter_lines():
-                    if sse:
-                        if not line.startswith("data:"):
-                            continue  # comments (": keep-alive"), event names, ids, blanks
-                        line = line[5:].strip()
-                        if line == "[DONE]":
-                            return
-                    elif not line:
-                        continue
-                    try:
-                        event = loads(line)
-                    except ValueError:
-                        raise self._malformed() from None
-                    yield event
+            with self.clients.use() as client:
+                async with client.stream("POST", path, json=payload) as response:
+                    if response.status_code >= 400:
+                        body = (await response.aread()).decode("utf-8", "replace")
+                        raise self._error(response.status_code, body, response.headers)
+                    async for line in response.aiter_lines():
+                        if sse:
+                            if not line.startswith("data:"):
+                                continue  # comments (": keep-alive"), event names, ids, blanks
+                            line = line[5:].strip()
+                            if line == "[DONE]":
+                                return
+                        elif not line:
+                            continue
+                        try:
+                            event = loads(line)
+                        except ValueError:
+                            raise self._malformed() from None
+                        yield event
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
 
@@ -111,7 +117,8 @@ class HttpProvider(Provider):
         if read_timeout is not None:
             options["timeout"] = httpx.Timeout(read_timeout, connect=min(10.0, self.config.timeout))
         try:
-            response = await self._client.post(path, json=payload, **options)
+            with self.clients.use() as client:
+                response = await client.post(path, json=payload, **options)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 400:
@@ -120,7 +127,8 @@ class HttpProvider(Provider):
 
     async def _get_json(self, path: str) -> Any:
         try:
-            response = await self._client.get(path)
+            with self.clients.use() as client:
+                response = await client.get(path)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 400:

@@ -9,6 +9,7 @@ A user's image is a content item ``{"type": "image_url", "image_url": {"url": "d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -43,20 +44,23 @@ class LlamaProvider(HttpProvider):
         stop_reason: str | None = None
         completed = False
         usage: Usage | None = None
-        async for data in self._events("chat/completions", _payload(request)):
-            event = self._event(data)
-            delta = event.get("delta")
-            if isinstance(delta, dict) and delta.get("type") == "text":
-                text = delta.get("text")
-                if isinstance(text, str) and text:
-                    yield Chunk(text=text)
-            if event.get("event_type") == "complete":
-                completed = True
-            if isinstance(event.get("stop_reason"), str):
-                stop_reason = event["stop_reason"]
-            metrics = event.get("metrics", data.get("metrics"))
-            if isinstance(metrics, list):
-                usage = _usage(metrics) or usage
+        events = self._events("chat/completions", _payload(request))
+        # closed when the answer ends, or is stopped: its connection goes back at once
+        async with contextlib.aclosing(events):
+            async for data in events:
+                event = self._event(data)
+                delta = event.get("delta")
+                if isinstance(delta, dict) and delta.get("type") == "text":
+                    text = delta.get("text")
+                    if isinstance(text, str) and text:
+                        yield Chunk(text=text)
+                if event.get("event_type") == "complete":
+                    completed = True
+                if isinstance(event.get("stop_reason"), str):
+                    stop_reason = event["stop_reason"]
+                metrics = event.get("metrics", data.get("metrics"))
+                if isinstance(metrics, list):
+                    usage = _usage(metrics) or usage
         if not completed and stop_reason is None:
             raise UnavailableError(f"{self.name}: the stream ended before the answer was complete")
         yield Chunk(finish_reason=stop_reason or "stop", usage=usage)

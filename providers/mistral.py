@@ -18,6 +18,7 @@ It looks like OpenAI's, with differences that matter:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -40,15 +41,18 @@ class MistralProvider(HttpProvider):
 
     async def _stream_once(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         finished = False
-        async for event in self._events("chat/completions", self._payload(request)):
-            text, finish, usage, thought = self._parts(event)
-            if finish == "error":
-                if text or thought:
-                    yield Chunk(text, reasoning=thought)
-                raise UnavailableError(f"{self.name}: the model stopped with an error")
-            if text or finish is not None or usage is not None or thought:
-                yield Chunk(text, finish, usage, thought)
-            finished = finished or finish is not None
+        events = self._events("chat/completions", self._payload(request))
+        # closed when the answer ends, or is stopped: its connection goes back at once
+        async with contextlib.aclosing(events):
+            async for event in events:
+                text, finish, usage, thought = self._parts(event)
+                if finish == "error":
+                    if text or thought:
+                        yield Chunk(text, reasoning=thought)
+                    raise UnavailableError(f"{self.name}: the model stopped with an error")
+                if text or finish is not None or usage is not None or thought:
+                    yield Chunk(text, finish, usage, thought)
+                finished = finished or finish is not None
         if not finished:
             raise UnavailableError(f"{self.name}: the stream ended before the answer finished")
 

@@ -10,6 +10,7 @@ images ride on the message as ``images``: a list of base64 strings (no ``data:``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -35,23 +36,26 @@ class OllamaProvider(HttpProvider):
     needs_key = False
 
     async def _stream_once(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        async for data in self._events("api/chat", _payload(request), sse=False):
-            if not isinstance(data, dict):
-                raise UnavailableError(f"{self.name}: unexpected stream line from the API")
-            if "error" in data:
-                raise self._stream_error(str(data["error"]))
-            text, thought = _content(data)
-            if data.get("done") is True:
-                reason = data.get("done_reason")
-                yield Chunk(
-                    text=text,
-                    finish_reason=reason if isinstance(reason, str) and reason else "stop",
-                    usage=_usage(data),
-                    reasoning=thought,
-                )
-                return
-            if text or thought:
-                yield Chunk(text, reasoning=thought)
+        events = self._events("api/chat", _payload(request), sse=False)
+        # closed when the answer ends, or is stopped: its connection goes back at once
+        async with contextlib.aclosing(events):
+            async for data in events:
+                if not isinstance(data, dict):
+                    raise UnavailableError(f"{self.name}: unexpected stream line from the API")
+                if "error" in data:
+                    raise self._stream_error(str(data["error"]))
+                text, thought = _content(data)
+                if data.get("done") is True:
+                    reason = data.get("done_reason")
+                    yield Chunk(
+                        text=text,
+                        finish_reason=reason if isinstance(reason, str) and reason else "stop",
+                        usage=_usage(data),
+                        reasoning=thought,
+                    )
+                    return
+                if text or thought:
+                    yield Chunk(text, reasoning=thought)
         raise UnavailableError(f"{self.name}: the stream ended before the answer was complete")
 
     async def list_models(self) -> list[str]:

@@ -36,6 +36,7 @@ from providers.errors import (
     short,
 )
 from providers.media import chat_message
+from providers.shards import Shards
 
 log = logging.getLogger(__name__)
 
@@ -78,23 +79,26 @@ class OpenAIProvider(Provider):
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
-        self._client = openai.AsyncOpenAI(
-            api_key=config.api_key or NO_KEY,
-            base_url=config.base_url,
-            timeout=openai.Timeout(config.timeout, connect=min(10.0, config.timeout)),
-            max_retries=0,  # Provider.stream() retries, and only before the first chunk
-            # A modest keep-alive pool: the HTTP client checks every idle connection on
-            # each request, which costs more CPU than reconnecting now and then saves.
-            # No cap on streams at once: thousands may wait on a slow model.
-            http_client=openai.DefaultAsyncHttpx2Client(
-                limits=httpx2.Limits(max_connections=None, max_keepalive_connections=16)
+        # No cap on streams at once: thousands may wait on a slow model. They are spread
+        # over clients (providers/shards.py), each checking only its own connections on
+        # every request; each keeps a modest keep-alive pool for the same reason.
+        self.clients = Shards(
+            lambda: openai.AsyncOpenAI(
+                api_key=config.api_key or NO_KEY,
+                base_url=config.base_url,
+                timeout=openai.Timeout(config.timeout, connect=min(10.0, config.timeout)),
+                max_retries=0,  # Provider.stream() retries, and only before the first chunk
+                http_client=openai.DefaultAsyncHttpx2Client(
+                    limits=httpx2.Limits(max_connections=None, max_keepalive_connections=16)
+                ),
             ),
+            lambda client: client.close(),
         )
         self.image_timeout = max(config.timeout, IMAGE_TIMEOUT)
 
     async def aclose(self) -> None:
         with contextlib.suppress(*_RAISED):
-            await self._client.close()
+            await self.clients.aclose()
 
     async def _stream_once(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         body: dict[str, Any] = {
@@ -112,58 +116,59 @@ class OpenAIProvider(Provider):
         # through its parameter transform (4 ms for a 40-message history, more than the
         # rest of a turn), and would build a typed ChatCompletionChunk per event (ten
         # times the CPU of reading the stream). The body is built and the SSE parsed here.
-        with self._mapped_errors():
-            # the response comes back unread: its reads are mapped one by one below
-            sent = self._client.post(
-                "/chat/completions",
-                cast_to=httpx2.Response,
-                body=body,
-                stream=True,
-                stream_cls=openai.AsyncStream[Any],
-            )
-            response = cast(httpx2.Response, await sent)
-        try:
-            chunks = response.aiter_bytes()
-            received = finished = False
-            rest = b""  # the start of a line whose end has not arrived yet
-            data: bytes | None = None  # the pending event's data lines, joined by b"\n"
-            while not finished:
-                try:
-                    raw = await anext(chunks, None)
-                except _RAISED as exc:
-                    raise self._read_error(exc) from None
-                if raw is None:  # the body's end ends its last line and event
-                    lines, finished = [*_split_lines(rest + b"\n")[0], b""], True
-                else:
-                    lines, rest = _split_lines(rest + raw)
-                for line in lines:
-                    if line:
-                        if line.startswith(b"data:"):
-                            value = line[6:] if line[5:6] == b" " else line[5:]
-                            data = value if data is None else data + b"\n" + value
-                        continue  # comments (": keep-alive"), event names, ids, retry
-                    if data is None:
-                        continue  # a blank line that ends no event
-                    if data.startswith(b"[DONE]"):
-                        if not finished:
-                            await _drain(chunks)
-                        finished = True
-                        break
-                    received = True
-                    chunk = self._chunk(data)
-                    data = None
-                    if chunk is not None:
-                        yield chunk
-            if not received:
-                raise UnavailableError(f"{self.name}: the API sent no completion chunks")
-        finally:
-            with contextlib.suppress(*_RAISED):
-                await response.aclose()
+        with self.clients.use() as client:
+            with self._mapped_errors():
+                # the response comes back unread: its reads are mapped one by one below
+                sent = client.post(
+                    "/chat/completions",
+                    cast_to=httpx2.Response,
+                    body=body,
+                    stream=True,
+                    stream_cls=openai.AsyncStream[Any],
+                )
+                response = cast(httpx2.Response, await sent)
+            try:
+                chunks = response.aiter_bytes()
+                received = finished = False
+                rest = b""  # the start of a line whose end has not arrived yet
+                data: bytes | None = None  # the pending event's data lines, joined by b"\n"
+                while not finished:
+                    try:
+                        raw = await anext(chunks, None)
+                    except _RAISED as exc:
+                        raise self._read_error(exc) from None
+                    if raw is None:  # the body's end ends its last line and event
+                        lines, finished = [*_split_lines(rest + b"\n")[0], b""], True
+                    else:
+                        lines, rest = _split_lines(rest + raw)
+                    for line in lines:
+                        if line:
+                            if line.startswith(b"data:"):
+                                value = line[6:] if line[5:6] == b" " else line[5:]
+                                data = value if data is None else data + b"\n" + value
+                            continue  # comments (": keep-alive"), event names, ids, retry
+                        if data is None:
+                            continue  # a blank line that ends no event
+                        if data.startswith(b"[DONE]"):
+                            if not finished:
+                                await _drain(chunks)
+                            finished = True
+                            break
+                        received = True
+                        chunk = self._chunk(data)
+                        data = None
+                        if chunk is not None:
+                            yield chunk
+                if not received:
+                    raise UnavailableError(f"{self.name}: the API sent no completion chunks")
+            finally:
+                with contextlib.suppress(*_RAISED):
+                    await response.aclose()
 
     async def list_models(self) -> list[str]:
         names: list[str] = []
-        with self._mapped_errors():
-            async for model in self._client.models.list():
+        with self.clients.use() as client, self._mapped_errors():
+            async for model in client.models.list():
                 name = getattr(model, "id", None)
                 if isinstance(name, str):
                     names.append(name)
@@ -201,8 +206,8 @@ class OpenAIProvider(Provider):
         options: dict[str, Any] = {}
         if not _answers_base64(model):
             options["response_format"] = "b64_json"
-        with self._mapped_errors():
-            raw = await self._client.images.with_raw_response.generate(
+        with self.clients.use() as client, self._mapped_errors():
+            raw = await client.images.with_raw_response.generate(
                 model=model, prompt=prompt, timeout=self._image_timeout(), **options
             )
             body = raw.content
@@ -213,8 +218,8 @@ class OpenAIProvider(Provider):
         if not _answers_base64(model):
             options["response_format"] = "b64_json"
         files = [(f"image{i}.{_suffix(im.mime)}", im.data, im.mime) for i, im in enumerate(images)]
-        with self._mapped_errors():
-            raw = await self._client.images.with_raw_response.edit(
+        with self.clients.use() as client, self._mapped_errors():
+            raw = await client.images.with_raw_response.edit(
                 model=model,
                 prompt=prompt,
                 image=files[0] if len(files) == 1 else files,
@@ -253,8 +258,8 @@ class OpenAIProvider(Provider):
             "messages": [chat_message(Message("user", prompt, tuple(images)))],
             "modalities": ["image", "text"],
         }
-        with self._mapped_errors():
-            response = await self._client.post(
+        with self.clients.use() as client, self._mapped_errors():
+            response = await client.post(
                 "/chat/completions",
                 cast_to=httpx2.Response,
                 body=body,
@@ -275,8 +280,8 @@ class OpenAIProvider(Provider):
         raise DeclinedError(f"{self.name}: no image in the answer: {short(str(said))}")
 
     async def _transcribe_once(self, model: str, audio: bytes, filename: str) -> str:
-        with self._mapped_errors():
-            raw = await self._client.audio.transcriptions.with_raw_response.create(
+        with self.clients.use() as client, self._mapped_errors():
+            raw = await client.audio.transcriptions.with_raw_response.create(
                 model=model, file=(filename, audio)
             )
             body = raw.content
