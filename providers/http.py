@@ -17,7 +17,7 @@ from providers.errors import (
     error_for_status,
     parse_retry_after,
 )
-from providers.shards import Shards
+from providers.shards import Shards, tls_context
 
 
 class HttpProvider(Provider):
@@ -37,6 +37,7 @@ class HttpProvider(Provider):
                 headers=headers,
                 timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=16),
+                verify=tls_context(),
             ),
             lambda client: client.aclose(),
         )

@@ -36,7 +36,7 @@ from providers.errors import (
     short,
 )
 from providers.media import chat_message
-from providers.shards import Shards
+from providers.shards import Shards, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ class OpenAIProvider(Provider):
                 timeout=openai.Timeout(config.timeout, connect=min(10.0, config.timeout)),
                 max_retries=0,  # Provider.stream() retries, and only before the first chunk
                 http_client=openai.DefaultAsyncHttpx2Client(
-                    limits=httpx2.Limits(max_connections=None, max_keepalive_connections=16)
+                    limits=httpx2.Limits(max_connections=None, max_keepalive_connections=16),
+                    verify=tls_context(),
                 ),
             ),
             lambda client: client.close(),
