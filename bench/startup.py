@@ -2,10 +2,14 @@
 importing the bot takes, and the time from process start to the first ``getUpdates`` of
 ``python -m bot`` against the fake Bot API (a one-model Ollama catalog, a throwaway
 redis-server): when that request reached the Bot API, not when its long poll was answered.
-Each run measures the three in turn (fresh interpreters), so that the bot's own start-up
-(the start less aiogram's import) is taken from figures of the same moment; each figure in
-wall time and in CPU time (the steadier one on a busy machine). Goal: the bot's own
-start-up beyond importing aiogram <= 0.3 s."""
+
+``python -m bot`` starts with the garbage collector off (bot/__main__.py), which makes
+aiogram's own import cheaper in it than in a plain interpreter: aiogram is imported both
+ways, and the bot's own start-up is the start less aiogram's import with the collector
+off, what the bot's process itself pays for aiogram (less the plain import: shown too).
+Each run measures everything in turn (fresh interpreters), so that a difference is taken
+from figures of the same moment; each figure in wall time and in CPU time (the steadier one
+on a busy machine). Goal: the bot's own start-up beyond importing aiogram <= 0.3 s."""
 
 from __future__ import annotations
 
@@ -43,10 +47,12 @@ name = "llama3.2"
 Seconds = tuple[float, float]  # wall time, CPU time
 
 
-def import_seconds(modules: str) -> Seconds:
-    """Seconds to import ``modules`` in a fresh interpreter (its own clocks)."""
+def import_seconds(modules: str, *, collector: bool = True) -> Seconds:
+    """Seconds to import ``modules`` in a fresh interpreter (its own clocks), with the
+    garbage collector on (the default) or off."""
     code = (
-        "import time; t, c = time.perf_counter(), time.process_time(); "
+        ("" if collector else "import gc; gc.disable(); ")
+        + "import time; t, c = time.perf_counter(), time.process_time(); "
         f"import {modules}; "
         "print(time.perf_counter() - t, time.process_time() - c)"
     )
@@ -63,10 +69,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def start_seconds(runs: int) -> list[tuple[Seconds, Seconds, Seconds | None]]:
-    """``runs`` times: importing aiogram, importing bot.app, and from spawning
-    ``python -m bot`` to the arrival of its first getUpdates (None: it never came)."""
-    found: list[tuple[Seconds, Seconds, Seconds | None]] = []
+AIOGRAM = "aiogram.types, aiogram.methods"
+
+
+async def start_seconds(runs: int) -> list[dict[str, Seconds | None]]:
+    """``runs`` times: importing aiogram (collector on, then off), importing bot.app, and
+    from spawning ``python -m bot`` to the arrival of its first getUpdates ("start"; None:
+    it never came)."""
+    found: list[dict[str, Seconds | None]] = []
     with kit.redis_server() as redis, tempfile.TemporaryDirectory() as tmp:
         # polls answered at once: logged (and the bot's CPU read) as they arrive
         async with TelegramDouble(max_poll_wait=0) as tg, OllamaDouble() as ollama:
@@ -82,9 +92,14 @@ async def start_seconds(runs: int) -> list[tuple[Seconds, Seconds, Seconds | Non
                 "PYTHONPATH": kit.ROOT,
             }
             for _ in range(runs):
-                aiogram = await asyncio.to_thread(import_seconds, "aiogram.types, aiogram.methods")
-                bot = await asyncio.to_thread(import_seconds, "bot.app")
-                found.append((aiogram, bot, await first_poll(tg, env, tmp)))
+                run: dict[str, Seconds | None] = {}
+                run["aiogram"] = await asyncio.to_thread(import_seconds, AIOGRAM)
+                run["aiogram, collector off"] = await asyncio.to_thread(
+                    import_seconds, AIOGRAM, collector=False
+                )
+                run["bot.app"] = await asyncio.to_thread(import_seconds, "bot.app")
+                run["start"] = await first_poll(tg, env, tmp)
+                found.append(run)
     return found
 
 
@@ -121,25 +136,37 @@ def main(argv: list[str] | None = None) -> int:
     kit.options(parser, runs=(5, "runs (fresh interpreters for each figure)"))
     args = kit.parse(parser, argv, quick={"runs": 1})
     runs = asyncio.run(start_seconds(args.runs))
-    polls = [(aiogram, poll) for aiogram, _, poll in runs if poll is not None]
     print(f"bench.startup: {args.runs} run(s); {kit.machine()}\n")
     table = kit.Table()
 
-    def medians(values: list[Seconds]) -> tuple[float, float]:
+    def medians(values: list[Seconds]) -> Seconds:
         return statistics.median(w for w, _ in values), statistics.median(c for _, c in values)
+
+    def figure(name: str) -> list[Seconds]:
+        return [value for run in runs if (value := run[name]) is not None]
+
+    def beyond(name: str) -> list[Seconds]:
+        """Each run's start less its import of aiogram ``name``."""
+        pairs = [(run["start"], run[name]) for run in runs]
+        return [(s[0] - a[0], s[1] - a[1]) for s, a in pairs if s is not None and a is not None]
 
     def shown(values: list[Seconds]) -> str:
         wall, cpu = medians(values)
         return f"{wall:.2f} s (CPU {cpu:.2f} s)"
 
-    table.add("import aiogram (types, methods), median", shown([a for a, _, _ in runs]))
-    table.add("import bot.app, median", shown([b for _, b, _ in runs]))
+    table.add("import aiogram (types, methods), median", shown(figure("aiogram")))
+    table.add(
+        "  the same, collector off (as python -m bot), median",
+        shown(figure("aiogram, collector off")),
+    )
+    table.add("import bot.app, median", shown(figure("bot.app")))
+    polls = figure("start")
     if polls:
-        table.add("start -> first getUpdates, median", shown([p for _, p in polls]))
-        # each run's start less the aiogram import measured just before it
-        own, own_cpu = medians([(p[0] - a[0], p[1] - a[1]) for a, p in polls])
+        table.add("start -> first getUpdates, median", shown(polls))
+        own, own_cpu = medians(beyond("aiogram, collector off"))
         table.at_most("bot's own start-up beyond aiogram, median", own, GOAL_OWN_S, ".2f", " s")
         table.add("  the same in CPU time, median", f"{own_cpu:.2f} s")
+        table.add("  beyond aiogram's plain import, median", shown(beyond("aiogram")))
     table.add(
         "first getUpdates reached",
         f"{len(polls)}/{args.runs}",
