@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 from aiogram import Bot
 
 from bot.services.answer_writer import AnswerWriter
-from bot.services.pacer import DRAFT_INTERVAL, EDIT_INTERVAL, Pacer
+from bot.services.pacer import DRAFT_INTERVAL, EDIT_INTERVAL, MAX_STRETCH, Pacer
 from bot.services.target import Target
 from bot.settings import Settings
 from bot.telegram import make_bot
@@ -189,3 +190,26 @@ async def test_long_answer_in_a_group_edits_the_reply_then_adds_messages(
     joined = "\n\n".join(m["text"] for m in messages)
     assert joined == "\n\n".join(paragraphs)
     assert tg.calls("sendMessageDraft") == [] and tg.calls(ok=False) == []
+
+
+async def test_a_lagging_process_stretches_updates_but_not_the_first_text(
+    tg: TelegramDouble, bot: Bot, pacer: Pacer
+) -> None:
+    """Short of CPU (the pacer measured a late loop), updates after the first text wait
+    several intervals; the first text and the final message do not."""
+    chat = tg.user().id
+    for _ in range(10):
+        pacer.lag(1.0)
+    assert pacer.stretch == MAX_STRETCH
+    writer = writer_for(bot, pacer, chat)
+    await writer.start()
+    await asyncio.sleep(0.4)  # the "Thinking…" draft is out, and its short hold over
+    started = time.monotonic()
+    await stream(writer, [f"word{i}" for i in range(30)], 0.1)
+    await writer.finish()
+    drafts = tg.calls("sendMessageDraft", chat)
+    texts = [c for c in drafts if c.params.get("text")]
+    assert texts[0].time - started < DRAFT_INTERVAL  # the first text without a stretched wait
+    # the next waited its interval stretched (it recovers slowly, from the fourfold)
+    assert len(texts) >= 2 and texts[1].time - texts[0].time >= 2 * DRAFT_INTERVAL
+    assert [m["text"] for m in tg.messages(chat)] == [" ".join(f"word{i}" for i in range(30))]

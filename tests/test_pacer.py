@@ -6,13 +6,23 @@ that waits of minutes take no time and every delay is exact.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 import tracemalloc
 
 import pytest
 
-from bot.services.pacer import DRAFT_INTERVAL, EDIT_INTERVAL, MAX_SLOWDOWN, Pacer
+from bot.services.pacer import (
+    DRAFT_INTERVAL,
+    EDIT_INTERVAL,
+    LAG_EVERY,
+    LAG_HIGH,
+    LAG_LOW,
+    MAX_SLOWDOWN,
+    MAX_STRETCH,
+    Pacer,
+)
 
 CHAT, OTHER = 1001, -1001234567890
 
@@ -192,3 +202,33 @@ def test_the_interval_counts_from_when_a_slow_call_landed(clock: Clock) -> None:
     pacer.claim(OTHER, DRAFT_INTERVAL)
     pacer.landed(OTHER, DRAFT_INTERVAL / 2)
     assert pacer.delay(OTHER) == pytest.approx(DRAFT_INTERVAL)
+
+
+# -- stretching under CPU pressure -----------------------------------------------------
+
+
+def test_a_lagging_loop_stretches_updates_and_a_punctual_one_recovers() -> None:
+    pacer = Pacer()
+    assert pacer.stretch == 1.0
+    for _ in range(3):
+        pacer.lag(LAG_HIGH * 2)
+    assert pacer.stretch == pytest.approx(1.25**3)
+    for _ in range(50):
+        pacer.lag(1.0)
+    assert pacer.stretch == MAX_STRETCH  # never beyond
+    pacer.lag((LAG_LOW + LAG_HIGH) / 2)
+    assert pacer.stretch == MAX_STRETCH  # between the marks: held
+    pacer.lag(0.0)
+    assert 1.0 < pacer.stretch < MAX_STRETCH  # recovers gradually
+    for _ in range(100):
+        pacer.lag(0.0)
+    assert pacer.stretch == 1.0
+
+
+async def test_the_loop_is_sampled_while_updates_are_made() -> None:
+    """A claim starts sampling; a loop held up for longer than LAG_HIGH is seen late."""
+    pacer = Pacer()
+    pacer.claim(CHAT, DRAFT_INTERVAL)
+    time.sleep(LAG_EVERY + 3 * LAG_HIGH)  # noqa: ASYNC251 - the loop stuck: a late sample
+    await asyncio.sleep(LAG_EVERY / 2)
+    assert pacer.stretch > 1.0

@@ -325,8 +325,8 @@ class AnswerWriter:
         if part is not None and layout.same(part, self._shown):
             return
         # The placeholder holds the chat's slot only briefly: the first text should show
-        # as soon as it comes.
-        interval = self.interval if part is not None else FIRST_INTERVAL
+        # as soon as it comes. Updates after it stretch when the process is short of CPU.
+        interval = self.interval * self.pacer.stretch if part is not None else FIRST_INTERVAL
         self.pacer.claim(self.chat_id, interval)
         try:
             with best_effort(urgent=part is not None and self._shown is None):

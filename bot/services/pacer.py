@@ -5,12 +5,20 @@ chat (``/compare``) still make one update per interval between them, and they ta
 of the writers waiting for the slot, the one whose text was shown longest ago goes first
 (none starves). After a 429 the chat waits out ``retry_after`` and then goes slower for
 a while.
+
+When the process runs short of CPU (its event loop runs late: thousands of answers
+streaming at once), every chat's intermediate updates stretch (``stretch``, up to 4×):
+they are what a user misses least, and each costs a Bot API call. An answer's first text
+and its final messages are not slowed. The loop's lateness is sampled by a timer that runs
+only while updates are being made.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -23,6 +31,13 @@ FIRST_INTERVAL = 0.3  # after a placeholder: the first text may show soon
 MAX_SLOWDOWN = 4.0
 _PRUNE_AT = 10_000  # chats remembered before the idle ones are forgotten
 _IDLE = 60.0  # seconds without an update after which a chat is idle
+MAX_STRETCH = 4.0
+LAG_EVERY = 0.1  # seconds between samples of the event loop's lateness
+LAG_HIGH = 0.05  # a sample this late (s): intermediate updates stretch
+LAG_LOW = 0.02  # a sample this early: they recover, gradually
+_WATCH_IDLE = 5.0  # seconds without an update after which sampling stops
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -39,6 +54,11 @@ class Pacer:
         # in order of use, least recent first: the idle chats are at the front
         self._slots: OrderedDict[int, _Slot] = OrderedDict()
         self._places = itertools.count()
+        # intermediate updates wait this many times their interval (see the module)
+        self.stretch = 1.0
+        self._sampler: asyncio.TimerHandle | None = None
+        self._sample_due = 0.0
+        self._claimed_at = 0.0
 
     @contextlib.contextmanager
     def in_line(self, chat_id: int, shown_at: float) -> Iterator[Callable[[], bool]]:
@@ -76,6 +96,9 @@ class Pacer:
         slot = self._slot(chat_id)
         slot.next_at = time.monotonic() + interval * slot.slowdown
         slot.slowdown = max(1.0, slot.slowdown * 0.9)  # recover gradually
+        self._claimed_at = slot.used_at
+        if self._sampler is None:
+            self._sample_soon()
 
     def landed(self, chat_id: int, interval: float) -> None:
         """An update was accepted: the next waits ``interval`` from now, since Telegram
@@ -88,6 +111,37 @@ class Pacer:
         slot = self._slot(chat_id)
         slot.next_at = max(slot.next_at, time.monotonic() + retry_after)
         slot.slowdown = min(MAX_SLOWDOWN, slot.slowdown * 2)
+
+    def lag(self, seconds: float) -> None:
+        """The event loop ran ``seconds`` late: stretch intermediate updates (quickly)
+        while it lags, and recover (slowly) once it keeps time again."""
+        before = self.stretch
+        if seconds > LAG_HIGH:
+            self.stretch = min(MAX_STRETCH, self.stretch * 1.25)
+        elif seconds < LAG_LOW:
+            self.stretch = max(1.0, self.stretch / 1.05)
+        if (before == 1.0) != (self.stretch == 1.0):
+            log.info(
+                "the event loop lags: streaming updates go slower"
+                if before == 1.0
+                else "the event loop keeps time again: streaming updates at their pace"
+            )
+
+    def _sample_soon(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # used outside a loop: nothing to sample
+            return
+        self._sample_due = loop.time() + LAG_EVERY
+        self._sampler = loop.call_at(self._sample_due, self._sample)
+
+    def _sample(self) -> None:
+        self._sampler = None
+        self.lag(asyncio.get_running_loop().time() - self._sample_due)
+        if time.monotonic() - self._claimed_at < _WATCH_IDLE:
+            self._sample_soon()
+        else:
+            self.stretch = 1.0  # nothing streams: the next burst starts at full pace
 
     def _prune(self) -> None:
         """Forget idle chats, from the front, once many are remembered: a constant cost
