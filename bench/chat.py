@@ -116,14 +116,15 @@ class Driver:
     async def together(
         self, prompts: list[tuple[int, str]], interval: float, seconds: float
     ) -> dict[str, Any]:
-        """Every user sends one message, ``interval`` apart (0: all at once)."""
+        """Every user sends one message, ``interval`` apart (0: all at once), on a fixed
+        schedule: a late send does not delay the ones after it."""
         users = [self._user(user_id) for user_id, _ in prompts]  # chats exist before
         mark, target = self.tg.mark(), self.tg.total + len(prompts)
-        cpu = time.process_time()
-        for user, (_, text) in zip(users, prompts, strict=True):
+        cpu, start = time.process_time(), time.monotonic()
+        for number, (user, (_, text)) in enumerate(zip(users, prompts, strict=True), 1):
             await user.send(text)
             if interval > 0:
-                await asyncio.sleep(interval)
+                await asyncio.sleep(max(0.0, start + number * interval - time.monotonic()))
         await self.tg.wait_finals(target, seconds)  # a reply missing by then counts as such
         by_chat: dict[int | None, list[Call]] = {}
         for call in self.tg.api_calls[mark:]:
