@@ -5,7 +5,8 @@ Models write CommonMark with GitHub's tables, strikethrough and task lists, ``$â
 such an answer into a ``SyntaxTreeNode`` tree; ``parse_tokens`` gives the flat token
 stream that the tree is built from (``bot.rich`` works on the tokens, with the lines each
 top-level block came from). Both renderers of answers read this one parser, so the rich
-message and its text fallback can never disagree about what the Markdown means.
+message and its text fallback can never disagree about what the Markdown means. The
+parser (and markdown-it) is loaded by the first parse, not at start (``parser``).
 
 What the tree holds beyond CommonMark:
 
@@ -35,21 +36,20 @@ half-written (an unclosed ``**`` or fence is what CommonMark makes of it).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from markdown_it import MarkdownIt
-from markdown_it.rules_block import StateBlock
-from markdown_it.rules_core import StateCore
-from markdown_it.rules_inline import StateInline
-from markdown_it.token import Token
-from markdown_it.tree import SyntaxTreeNode
-from mdit_py_plugins.dollarmath import dollarmath_plugin
-from mdit_py_plugins.dollarmath.index import math_block_dollar
-from mdit_py_plugins.footnote import footnote_plugin
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.rules_block import StateBlock
+    from markdown_it.rules_core import StateCore
+    from markdown_it.rules_inline import StateInline
+    from markdown_it.token import Token
+    from markdown_it.tree import SyntaxTreeNode
 
-__all__ = ["MARKDOWN", "parse", "parse_tokens"]
+__all__ = ["parse", "parse_tokens", "parser"]
 
 # What a block of math may interrupt, as a code fence may.
 _MATH_BLOCK_ALT = ["paragraph", "reference", "blockquote", "list"]
@@ -149,6 +149,8 @@ def _too_deep(state: StateBlock, start_line: int, end_line: int, silent: bool) -
 def _dollar_block() -> Callable[[StateBlock, int, int, bool], bool]:
     """dollarmath's ``$$`` block rule, made safe to ask whether it interrupts a paragraph
     (it pushes its token even when asked silently)."""
+    from mdit_py_plugins.dollarmath.index import math_block_dollar
+
     rule = math_block_dollar(allow_labels=False, allow_blank_lines=False)
 
     def _math_block(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
@@ -203,7 +205,13 @@ def _task_lists(state: StateCore) -> None:
             del children[0]
 
 
-def _build() -> MarkdownIt:
+@functools.cache
+def parser() -> MarkdownIt:
+    """The configured parser, built (and markdown-it imported: some 20 ms) on first use."""
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.dollarmath import dollarmath_plugin
+    from mdit_py_plugins.footnote import footnote_plugin
+
     md = MarkdownIt(
         "commonmark",
         {"html": False, "linkify": False, "typographer": False, "maxNesting": _MAX_NESTING},
@@ -236,15 +244,14 @@ def _build() -> MarkdownIt:
     return md
 
 
-MARKDOWN = _build()
-
-
 def parse_tokens(markdown: str, env: dict[str, Any] | None = None) -> list[Token]:
     """The token stream of ``markdown``. ``env`` carries link reference definitions
     (``env["references"]``) in and out, as markdown-it does."""
-    return MARKDOWN.parse(markdown, {} if env is None else env)
+    return parser().parse(markdown, {} if env is None else env)
 
 
 def parse(markdown: str) -> SyntaxTreeNode:
     """``markdown`` as a tree (the root's children are the top-level blocks)."""
+    from markdown_it.tree import SyntaxTreeNode
+
     return SyntaxTreeNode(parse_tokens(markdown))

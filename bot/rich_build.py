@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiogram.types import (
     InputRichBlockBlockQuotation,
@@ -31,10 +31,12 @@ from aiogram.types import (
     RichTextSuperscript,
     RichTextUrl,
 )
-from markdown_it.token import Token
 
 from bot import render
 from bot.rich_core import MAX_COLUMNS, MAX_DEPTH, Block, RichText, new, text_plain
+
+if TYPE_CHECKING:  # markdown-it is imported by the first parse (bot.markdown)
+    from markdown_it.token import Token
 
 __all__ = [
     "Footnote",
