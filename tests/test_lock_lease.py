@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
+from bot.redis_client import connect
 from bot.services.generations import LOCK_SECONDS, Generations
+from bot.settings import Settings
 
 CHAT, USER = -100, 42
 
@@ -42,3 +45,29 @@ async def test_a_lease_never_renews_or_frees_another_owners_lock(generations: Ge
         assert 0 < await redis.ttl(key) <= 5  # not renewed for answer 1
     await generations.unlock(CHAT, USER, 1)  # answer 1's bookkeeping
     assert await redis.get(key) == b"2"  # answer 2 still holds it
+
+
+async def test_many_leases_ending_while_renewals_wait_on_a_busy_pool_all_end(
+    redis_url: str,
+) -> None:
+    """Hundreds of answers ending while their renewals queue for a small pool's
+    connections: every lease ends. (Renewals stopped by a cancel alone went on forever
+    for some: the cancel was lost inside redis-py, the answer never finished, and its
+    chat stayed locked.)"""
+    settings = Settings(_env_file=None, bot_token="1:x", redis_url=redis_url)
+    client = connect(settings, max_connections=20)
+    generations = Generations(client, 7)
+    rng = random.Random(5)
+
+    async def answer(number: int) -> None:
+        assert await generations.lock_soon(number, number, number, patience=5.0)
+        async with generations.lease(number, number, number, every=0.005):
+            await asyncio.sleep(rng.random() * 0.3)
+        await generations.unlock(number, number, number)
+
+    try:
+        async with asyncio.timeout(20):
+            await asyncio.gather(*(answer(n) for n in range(300)))
+        assert [k async for k in client.scan_iter("busy:*")] == []
+    finally:
+        await client.aclose()

@@ -108,7 +108,16 @@ class _Lease:
     (most answers end before it); a plain async context manager, as one is made per
     message."""
 
-    __slots__ = ("_chat_id", "_every", "_gen_id", "_generations", "_key", "_task", "_timer")
+    __slots__ = (
+        "_chat_id",
+        "_every",
+        "_gen_id",
+        "_generations",
+        "_key",
+        "_over",
+        "_task",
+        "_timer",
+    )
 
     def __init__(
         self, generations: Generations, chat_id: int, gen_id: int, key: str, every: float
@@ -117,19 +126,23 @@ class _Lease:
         self._chat_id, self._gen_id, self._key, self._every = chat_id, gen_id, key, every
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self._over = False
 
     async def __aenter__(self) -> None:
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self._every, self._start)
 
     async def __aexit__(self, *exc: object) -> None:
+        # Said as well as cancelled: with the connection pool busy, a cancel landing in
+        # a renewal was seen lost inside redis-py; the renewals then went on forever,
+        # this answer waited for them, and its chat stayed locked.
+        self._over = True
         if self._timer is not None:
             self._timer.cancel()
         task = self._task
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task})  # a cancel of this answer itself is not swallowed
 
     def _start(self) -> None:
         self._timer = None
@@ -137,13 +150,16 @@ class _Lease:
 
     async def _renew(self) -> None:
         owned = self._generations._owned
-        while True:
+        while not self._over:
             try:
                 if not await owned(keys=[self._key], args=[self._gen_id, LOCK_SECONDS]):
                     return  # /stop freed the chat: it is not ours any more
             except RedisError as exc:
+                if self._over:
+                    return
                 log.warning("chat %s: could not renew its lock: %s", self._chat_id, exc)
-            await asyncio.sleep(self._every)
+            if not self._over:
+                await asyncio.sleep(self._every)
 
 
 class Generations:

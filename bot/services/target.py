@@ -114,8 +114,7 @@ async def chat_action(bot: Bot, target: Target, action: ChatAction) -> AsyncIter
     finally:
         done.set()
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait({task})  # a cancel of the block's own task is not swallowed
 
 
 async def wait_for(event: asyncio.Event, seconds: float) -> None:
