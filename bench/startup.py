@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from tests.doubles.ollama_api import OllamaDouble
 from tests.doubles.telegram import TelegramDouble
 
 GOAL_OWN_S = 0.3
+STOP_TIMEOUT = 30.0  # seconds a bot gets to exit after SIGTERM (it has no answers to finish)
 CATALOG = """\
 [defaults]
 model = "local"
@@ -72,11 +74,12 @@ def cpu_seconds(pid: int) -> float:
 AIOGRAM = "aiogram.types, aiogram.methods"
 
 
-async def start_seconds(runs: int) -> list[dict[str, Seconds | None]]:
+async def start_seconds(runs: int) -> tuple[list[dict[str, Seconds | None]], int]:
     """``runs`` times: importing aiogram (collector on, then off), importing bot.app, and
     from spawning ``python -m bot`` to the arrival of its first getUpdates ("start"; None:
-    it never came)."""
+    it never came); and how many of the bots did not exit after SIGTERM."""
     found: list[dict[str, Seconds | None]] = []
+    hung = 0
     with kit.redis_server() as redis, tempfile.TemporaryDirectory() as tmp:
         # polls answered at once: logged (and the bot's CPU read) as they arrive
         async with TelegramDouble(max_poll_wait=0) as tg, OllamaDouble() as ollama:
@@ -98,17 +101,21 @@ async def start_seconds(runs: int) -> list[dict[str, Seconds | None]]:
                     import_seconds, AIOGRAM, collector=False
                 )
                 run["bot.app"] = await asyncio.to_thread(import_seconds, "bot.app")
-                run["start"] = await first_poll(tg, env, tmp)
+                run["start"], stopped = await first_poll(tg, env, tmp)
+                hung += not stopped
                 found.append(run)
-    return found
+    return found, hung
 
 
-async def first_poll(tg: TelegramDouble, env: dict[str, str], cwd: str) -> Seconds | None:
+async def first_poll(
+    tg: TelegramDouble, env: dict[str, str], cwd: str
+) -> tuple[Seconds | None, bool]:
     """From spawning ``python -m bot`` to its first getUpdates reaching ``tg``: the wall
     time, and the CPU time the bot had used when the call was seen (its start, and the
-    few milliseconds of answering it). The double logs a call when it answers it: the
-    time is the call's arrival; a poll of an earlier run's process (answered after it
-    was stopped) arrived before this one started."""
+    few milliseconds of answering it); and whether the bot then exited on SIGTERM (it is
+    killed after ``STOP_TIMEOUT``). The double logs a call when it answers it: the time
+    is the call's arrival; a poll of an earlier run's process (answered after it was
+    stopped) arrived before this one started."""
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -120,22 +127,27 @@ async def first_poll(tg: TelegramDouble, env: dict[str, str], cwd: str) -> Secon
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
+    seconds: Seconds | None = None
     try:
         call = await tg.wait_for("getUpdates", lambda c: c.time >= started, timeout=60)
-        cpu = cpu_seconds(process.pid)
+        seconds = call.time - started, cpu_seconds(process.pid)
     except TimeoutError:
-        return None
+        pass
     finally:
         process.terminate()
-        await process.wait()
-    return call.time - started, cpu
+        try:
+            await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+    return seconds, process.returncode != -signal.SIGKILL
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     kit.options(parser, runs=(5, "runs (fresh interpreters for each figure)"))
     args = kit.parse(parser, argv, quick={"runs": 1})
-    runs = asyncio.run(start_seconds(args.runs))
+    runs, hung = asyncio.run(start_seconds(args.runs))
     print(f"bench.startup: {args.runs} run(s); {kit.machine()}\n")
     table = kit.Table()
 
@@ -174,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         len(polls) == args.runs,
         check=True,
     )
+    table.zero(f"bots still running {STOP_TIMEOUT:g} s after SIGTERM", hung)
     table.print()
     return kit.verdict(args, table.goals, table.checks)
 
