@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer
 
 MASTERS = 3
 
@@ -42,22 +42,9 @@ class RedisClusterServers:
     """Three masters, no replicas: each key slot on exactly one of them."""
 
     def __init__(self, masters: int = MASTERS, node_timeout_ms: int = 5000) -> None:
-        self.nodes = [
-            RedisServer(
-                [
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    str(node_timeout_ms),
-                    # the bus port explicitly: port + 10000 may be taken, or past 65535
-                    "--cluster-port",
-                    str(free_port()),
-                ]
-            )
-            for _ in range(masters)
-        ]
+        options = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        options += ["--cluster-node-timeout", str(node_timeout_ms)]
+        self.nodes = [RedisServer(options, cluster_bus=True) for _ in range(masters)]
 
     @property
     def ports(self) -> list[int]:

@@ -21,7 +21,14 @@ import time
 from pathlib import Path
 
 from tests.redis_cluster import cli
-from tests.redis_server import RedisServer, answers_ping, free_port, redis_binary, stop_process
+from tests.redis_server import (
+    START_ATTEMPTS,
+    RedisServer,
+    free_port,
+    redis_binary,
+    stop_process,
+    wait_serving,
+)
 
 MASTER_NAME = "botmaster"
 SENTINELS = 3
@@ -37,12 +44,20 @@ def safe_writes(min_replicas: int) -> list[str]:
 
 
 class Sentinel:
-    """One ``redis-server --sentinel`` watching ``MASTER_NAME``."""
+    """One ``redis-server --sentinel`` watching ``MASTER_NAME``, first on ``primary``.
 
-    def __init__(self, primary_port: int, down_after_ms: int) -> None:
+    Like a :class:`RedisServer`, it starts again on a fresh port if another process took
+    its own meanwhile."""
+
+    def __init__(self, primary: RedisServer, down_after_ms: int) -> None:
+        self.primary = primary
+        self.down_after_ms = down_after_ms
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="test-sentinel-"))
         self.config = self.dir / "sentinel.conf"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def write_config(self) -> None:
         self.config.write_text(
             "\n".join(
                 [
@@ -51,27 +66,29 @@ class Sentinel:
                     "daemonize no",
                     "loglevel warning",
                     f"dir {self.dir}",
-                    f"sentinel monitor {MASTER_NAME} 127.0.0.1 {primary_port} 2",
-                    f"sentinel down-after-milliseconds {MASTER_NAME} {down_after_ms}",
+                    f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.primary.port} 2",
+                    f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after_ms}",
                     f"sentinel failover-timeout {MASTER_NAME} 10000",
                     f"sentinel parallel-syncs {MASTER_NAME} 1",
                     "",
                 ]
             )
         )
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - a fixed local binary
-            [redis_binary(), str(self.config), "--sentinel"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not answers_ping(self.port):
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"redis sentinel did not start on port {self.port}")
-            time.sleep(0.02)
+        for _ in range(START_ATTEMPTS):
+            self.write_config()
+            self.process = subprocess.Popen(  # noqa: S603 - a fixed local binary
+                [redis_binary(), str(self.config), "--sentinel"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            if wait_serving(self.process, self.port):
+                return
+            stop_process(self.process)
+            self.process = None
+            self.port = free_port()
+        raise RuntimeError(f"redis sentinel did not start on port {self.port}")
 
     def cleanup(self) -> None:
         if self.process is not None:
@@ -89,9 +106,8 @@ class SentinelSet:
     ) -> None:
         options = safe_writes(replicas if min_replicas is None else min_replicas)
         self.primary = RedisServer(options)
-        follow = ["--replicaof", "127.0.0.1", str(self.primary.port)]
-        self.replicas = [RedisServer([*options, *follow]) for _ in range(replicas)]
-        self.watchers = [Sentinel(self.primary.port, down_after_ms) for _ in range(SENTINELS)]
+        self.replicas = [RedisServer(options, replica_of=self.primary) for _ in range(replicas)]
+        self.watchers = [Sentinel(self.primary, down_after_ms) for _ in range(SENTINELS)]
 
     @property
     def replica(self) -> RedisServer:

@@ -4,6 +4,7 @@ the nodes of a Redis Cluster (tests/redis_cluster.py) and of a Sentinel set
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -31,14 +32,43 @@ def redis_binary() -> str:
     return binary
 
 
-def answers_ping(port: int, timeout: float = 0.2) -> bool:
-    """Whether a Redis (or a Sentinel) on 127.0.0.1:``port`` answers PING."""
+def server_pid(port: int, timeout: float = 0.2) -> int | None:
+    """The process id of the Redis (or Sentinel) that answers on 127.0.0.1:``port``
+    (``INFO server``); None while none does."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
+            sock.sendall(b"INFO server\r\n")
+            reply = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return None
+                reply += chunk
+                head, _, body = reply.partition(b"\r\n")
+                if not head.startswith(b"$"):  # -LOADING and the like: not yet
+                    return None
+                if len(body) >= int(head[1:]):
+                    break
+    except (OSError, ValueError):
+        return None
+    found = re.search(rb"^process_id:(\d+)", body, re.MULTILINE)
+    return int(found.group(1)) if found else None
+
+
+def wait_serving(process: subprocess.Popen[bytes], port: int, timeout: float = 10.0) -> bool:
+    """Until ``process`` (a redis-server) answers on ``port``: True; False if it exited
+    first, or if it did not answer within ``timeout``. Its own process id is what must
+    answer: another process may have taken the port between :func:`free_port` choosing it
+    and this server binding it (another pytest-xdist worker's server, another test
+    session's), and that one exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        if server_pid(port) == process.pid:
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
@@ -48,6 +78,9 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+START_ATTEMPTS = 5  # each on fresh ports: another process took one of the last ones
 
 
 @dataclass(frozen=True)
@@ -62,8 +95,14 @@ class TlsFiles:
 class RedisServer:
     """Start, stop and restart a throwaway redis-server (for outage tests too).
 
-    ``extra``: more command-line options (a cluster node's, a replica's); ``unix_socket``:
-    listen on a socket in its directory too; ``tls``: a TLS port too (``tls_url``)."""
+    ``extra``: more command-line options; ``unix_socket``: listen on a socket in its
+    directory too; ``tls``: a TLS port too (``tls_url``); ``cluster_bus``: a cluster
+    node's bus port (``--cluster-port``: port + 10000 may be taken, or past 65535);
+    ``replica_of``: the server it replicates.
+
+    Its ports are spare ones when chosen, yet another process may bind one before it
+    does (another pytest-xdist worker's server, another test session's): then its first
+    start tries again on fresh ports. A restart keeps them: its clients know them."""
 
     def __init__(
         self,
@@ -71,15 +110,27 @@ class RedisServer:
         *,
         unix_socket: bool = False,
         tls: TlsFiles | None = None,
+        cluster_bus: bool = False,
+        replica_of: RedisServer | None = None,
     ) -> None:
         self.binary = redis_binary()
-        self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="test-redis-")
         self.extra = list(extra)
         self.socket = Path(self.dir) / "redis.sock" if unix_socket else None
         self.tls = tls
-        self.tls_port = free_port() if tls is not None else None
+        self.cluster_bus = cluster_bus
+        self.replica_of = replica_of
+        self.port = 0
+        self.tls_port: int | None = None
+        self.bus_port: int | None = None
+        self.choose_ports()
+        self.started = False  # once: its ports are known to clients, and kept
         self.process: subprocess.Popen[bytes] | None = None
+
+    def choose_ports(self) -> None:
+        self.port = free_port()
+        self.tls_port = free_port() if self.tls is not None else None
+        self.bus_port = free_port() if self.cluster_bus else None
 
     @property
     def url(self) -> str:
@@ -105,20 +156,24 @@ class RedisServer:
             args += ["--tls-port", str(self.tls_port), "--tls-auth-clients", "no"]
             args += ["--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key)]
             args += ["--tls-ca-cert-file", str(self.tls.ca)]
+        if self.bus_port is not None:
+            args += ["--cluster-port", str(self.bus_port)]
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of.port)]
         return args + self.extra
 
     def start(self) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - a fixed local binary
-            self.arguments(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if answers_ping(self.port):
+        for _ in range(START_ATTEMPTS):
+            self.process = subprocess.Popen(  # noqa: S603 - a fixed local binary
+                self.arguments(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            if wait_serving(self.process, self.port):
+                self.started = True
                 return
-            if self.process.poll() is not None:
+            self.stop()
+            if self.started:
                 break
-            time.sleep(0.02)
-        self.stop()
+            self.choose_ports()
         raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def stop(self) -> None:
