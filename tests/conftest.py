@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tests import harness
+from tests import hypothesis_profiles as _hypothesis_profiles  # noqa: F401 - loads "suite"
 from tests.redis_server import RedisServer
 
 # The keys the bot keeps without an expiry, on purpose; any other key left without a TTL

@@ -23,6 +23,7 @@ from bot.services.ratings import (
     parse_pairs,
     vote_field,
 )
+from tests.hypothesis_profiles import examples
 
 P = PairCounts
 
@@ -348,7 +349,7 @@ def test_huge_counts_give_the_same_fit() -> None:
         assert big.battles == small.battles * 10**9
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     st.dictionaries(
         st.tuples(st.sampled_from("ABCDEFG"), st.sampled_from("ABCDEFG")).filter(

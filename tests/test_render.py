@@ -24,6 +24,7 @@ from bot.render import (
     utf16_len,
 )
 from tests.doubles.telegram_validation import validate_text
+from tests.hypothesis_profiles import examples
 
 
 def covered(text: str, entity: MessageEntity | _Entity) -> str:
@@ -369,7 +370,7 @@ model_output = st.one_of(st.text(max_size=600), markdownish)
 limits = st.one_of(st.just(4096), st.integers(min_value=2, max_value=300))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(markdown=model_output, limit=limits)
 def test_every_part_is_accepted_by_telegram(markdown: str, limit: int) -> None:
     """Whatever a model writes, each part passes the Bot API's checks."""
@@ -381,7 +382,7 @@ def test_every_part_is_accepted_by_telegram(markdown: str, limit: int) -> None:
         assert_valid(text, [], limit)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(markdown=model_output, limit=limits)
 def test_splitting_loses_only_whitespace(markdown: str, limit: int) -> None:
     """Split or not, the parts show the same characters (whitespace at the cuts may go),
@@ -427,7 +428,7 @@ safe_markdown = st.lists(st.one_of(st.sampled_from(SAFE_FRAGMENTS), safe_text), 
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(markdown=safe_markdown, limit=limits)
 def test_no_letter_of_the_answer_is_lost(markdown: str, limit: int) -> None:
     """Every letter the model wrote appears, in order, in the messages.

@@ -41,6 +41,7 @@ from bot.render import (
     render_preview_async,
     utf16_len,
 )
+from tests.hypothesis_profiles import examples
 from tests.test_render import assert_valid, limits, model_output, shown, whole
 
 SECONDS = 1.0  # per render of up to 100k characters: generous, they take 1 to 350 ms
@@ -262,7 +263,7 @@ def short_parts(text: str, parts: list[Part], limit: int) -> list[int]:
     ]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(markdown=model_output, limit=limits)
 def test_no_part_but_the_last_is_short(markdown: str, limit: int) -> None:
     """A part holds at least a quarter of the limit, unless it is the last, or a code
@@ -316,7 +317,7 @@ def test_every_latex_symbol_holds_a_one_character_symbol() -> None:
     assert all(singles & set(symbol) for symbol in _LATEX_PROBE_SYMBOLS)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(content=st.text(alphabet="\\ab{}-=<$~∈ ", max_size=12))
 def test_latex_probe_is_the_librarys(content: str) -> None:
     assert _has_latex(content) == _contains_latex_symbols(content)
@@ -328,7 +329,7 @@ latexish = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(text=latexish)
 def test_latex_escape_is_the_librarys(text: str) -> None:
     """The same math found and converted (roots, fractions and matrices, left out here,
@@ -336,7 +337,7 @@ def test_latex_escape_is_the_librarys(text: str) -> None:
     assert _escape_latex(text) == library_escape_latex(text)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(body=st.text(alphabet=["\n", "\r", " ", "\t", ">", "a", "|"], min_size=1, max_size=12))
 def test_spoiler_edges_are_the_librarys(body: str) -> None:
     """Short bodies only: the library's expression takes exponential time in ``>``."""

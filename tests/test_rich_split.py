@@ -12,13 +12,18 @@ from hypothesis import strategies as st
 
 from bot.rich import MAX_CHARS, MAX_COLUMNS, Block, RichPart, paragraph, split, to_blocks
 from bot.rich_core import text_len, utf16_len
+from tests.hypothesis_profiles import examples
 from tests.test_rich import body_words, check_part, dump_row, header_rows, part_words, words
 
 SETTINGS = settings(
-    max_examples=80,
+    max_examples=examples(80),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+# Each example a whole table of up to 60 rows, or of 21 to 30 columns, drawn cell by cell
+# (a tenth of a second or more apiece): fewer of them, still spanning the column counts
+# and limits.
+TABLES = settings(SETTINGS, max_examples=examples(25))
 
 LETTERS = "abcdefghijklmnopqrstuvwxyzабвгдеёжзийклмнопрстуфхцчшщэюяé"
 WORD = st.one_of(
@@ -171,7 +176,7 @@ def plain_text_of_row(row: list[Any]) -> str:
     return "".join(str(cell.get("text", "")) for cell in row)
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=examples(40))
 @given(document(), LIMITS, inline(max_words=5), inline(max_words=5))
 def test_first_and_last_blocks_open_and_close(
     markdown: str, limit: int, head: str, foot: str
@@ -185,7 +190,7 @@ def test_first_and_last_blocks_open_and_close(
     check_words(parts, [header, *to_blocks(markdown), footer], limit)
 
 
-@SETTINGS
+@TABLES
 @given(st.data(), st.integers(64, 2000))
 def test_a_long_table_is_split_by_rows_with_its_header(data: st.DataObject, limit: int) -> None:
     columns = data.draw(st.integers(1, MAX_COLUMNS))
@@ -210,7 +215,7 @@ def test_a_long_table_is_split_by_rows_with_its_header(data: st.DataObject, limi
     check_words(parts, to_blocks(markdown), limit)
 
 
-@SETTINGS
+@TABLES
 @given(st.data())
 def test_a_table_wider_than_twenty_columns_is_preformatted(data: st.DataObject) -> None:
     columns = data.draw(st.integers(MAX_COLUMNS + 1, MAX_COLUMNS + 10))
