@@ -15,7 +15,10 @@ from typing import Any
 
 import aiohttp
 from aiogram import Bot, Dispatcher
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError, TelegramUnauthorizedError
+from aiogram.methods import GetUpdates, Response, TelegramMethod
+from aiogram.methods.base import TelegramType
 from aiogram.types import BotCommand, BotCommandScopeDefault, TelegramObject
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -86,15 +89,21 @@ class App:
 
     @classmethod
     def build(
-        cls, settings: Settings, catalog: Catalog, environ: dict[str, str] | None = None
+        cls,
+        settings: Settings,
+        catalog: Catalog,
+        environ: dict[str, str] | None = None,
+        *,
+        probe: bool = True,
     ) -> App:
+        """``probe``: start the providers' probe now (else ``core.pool.start_probing``)."""
         # A blocking pool sized for the updates starting at once (the start gate) and
         # the answers recording their outcome: a burst waits for a connection instead
         # of failing as if Redis were down. Answers waiting on their model hold none.
         # (one server, a Redis Cluster or Sentinel: bot/redis_client.py)
         redis = redis_client.connect(settings, 2 * settings.max_starting_updates + 100)
         bot, patient = make_bot(settings)
-        core = Core.build(settings, catalog, redis, bot.id)
+        core = Core.build(settings, catalog, redis, bot.id, probe=probe)
         patient.on_flood = core.pacer.flood
         bot.session.middleware(FloodCounter(core.metrics))
         dispatcher = Dispatcher(disable_fsm=True)  # no conversation states: no FSM lookups
@@ -331,6 +340,32 @@ def tune_gc() -> None:
     gc.enable()
 
 
+class FirstPoll(BaseRequestMiddleware):
+    """A Bot session middleware that calls ``then`` once the first getUpdates is on its
+    way, and leaves the session. aiohttp writes a request's body in a task of its own,
+    queued as the call starts; ``then`` is queued behind it (two turns of the event loop
+    later), so its work does not hold the request back."""
+
+    def __init__(self, bot: Bot, then: Callable[[], None]) -> None:
+        self.bot = bot
+        self.then: Callable[[], None] | None = then
+        bot.session.middleware(self)
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        then, polling = self.then, isinstance(method, GetUpdates)
+        if then is not None and polling:
+            self.then = None
+            self.bot.session.middleware.unregister(self)
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, then)
+        return await make_request(bot, method)
+
+
 async def run(settings: Settings, environ: dict[str, str]) -> int:
     """``python -m bot``: validate, build, poll (or serve the webhook) until SIGTERM/SIGINT,
     shut down cleanly."""
@@ -346,8 +381,11 @@ async def run(settings: Settings, environ: dict[str, str]) -> int:
         print(exc, file=sys.stderr)
         return 2
     redactor.add(*catalog.keys.values())
-    app = App.build(settings, catalog, environ)
+    polling = not settings.webhook_url
+    app = App.build(settings, catalog, environ, probe=not polling)
     app.redactor = redactor
+    if polling:  # the probe's first run (TLS and HTTP set-up) after the first poll is sent
+        FirstPoll(app.bot, lambda: app.core.pool.start_probing())
     tune_gc()
     log.info(
         "starting: %d models (%s), %s %s",

@@ -44,12 +44,15 @@ class Core:
     arena_store: ArenaStore
 
     @classmethod
-    def build(cls, settings: Settings, catalog: Catalog, redis: Redis, bot_id: int) -> Core:
+    def build(
+        cls, settings: Settings, catalog: Catalog, redis: Redis, bot_id: int, *, probe: bool = True
+    ) -> Core:
+        """``probe``: start the providers' probe now (else ``pool.start_probing`` later)."""
         return cls(
             settings=settings,
             redis=redis,
             catalog=catalog,
-            pool=ProviderPool(catalog),
+            pool=ProviderPool(catalog, probe=probe),
             prefs=Prefs(redis, catalog),
             history=History(
                 redis, settings.history_max_messages, int(settings.history_ttl_hours * 3600)

@@ -2,9 +2,11 @@
 and the reachability probe that keeps models of a provider nobody can connect to out of
 the menus.
 
-The probe runs in the background when the pool is built inside a running event loop (the
-app's start and every /reload), so it never delays polling: each provider's cheap model
-listing, with a short timeout, all at once. A provider that cannot be connected to at all
+The probe runs in the background when the pool is built inside a running event loop
+(every /reload), or from ``start_probing`` (``python -m bot`` starts it once its first
+poll is on its way: its first run sets up TLS and HTTP clients, tens of milliseconds of
+CPU that would otherwise delay that poll): each provider's cheap model listing, with a
+short timeout, all at once. A provider that cannot be connected to at all
 (refused, no route, no answer to the connection within the timeout) goes into
 ``catalog.unreachable``, which hides its models; it is probed again every few minutes
 and its models come back when it answers. A provider that answers anything, even an
@@ -38,11 +40,17 @@ class ProviderPool:
         }
         self._watch: asyncio.Task[None] | None = None
         self._first_probe = asyncio.Event()
-        if probe and self._providers:
+        if probe:
             with contextlib.suppress(RuntimeError):  # no running loop: no probe (check, tools)
-                self._watch = asyncio.get_running_loop().create_task(
-                    self._probe_forever(), name="provider-probe"
-                )
+                self.start_probing()
+
+    def start_probing(self) -> None:
+        """Start the background probe, unless it runs already (or there is nothing to
+        probe). Needs a running event loop."""
+        if self._watch is None and self._providers:
+            self._watch = asyncio.get_running_loop().create_task(
+                self._probe_forever(), name="provider-probe"
+            )
 
     def for_model(self, model: ModelSpec) -> Provider:
         return self._providers[model.provider]
