@@ -1,6 +1,11 @@
-"""The provider clients, one per catalog provider in use, opened at start, closed at stop;
-and the reachability probe that keeps models of a provider nobody can connect to out of
-the menus.
+"""The provider clients, one per catalog provider in use, closed at stop; and the
+reachability probe that keeps models of a provider nobody can connect to out of the
+menus.
+
+Each provider is built when it is first needed (by the probe, or an answer): its adapter
+module is imported then, not at start (the openai kind's SDK takes about 0.3 s to import).
+The probe imports the adapters of every provider in use in a worker thread first, so the
+event loop goes on meanwhile; an answer that needs one sooner imports it there and then.
 
 The probe runs in the background when the pool is built inside a running event loop
 (every /reload), or from ``start_probing`` (``python -m bot`` starts it once its first
@@ -34,10 +39,8 @@ REPROBE_SECONDS = 300.0  # how often providers that did not answer are tried aga
 class ProviderPool:
     def __init__(self, catalog: Catalog, *, probe: bool = True) -> None:
         self.catalog = catalog
-        self._providers: dict[str, Provider] = {
-            name: registry.create(catalog.provider_config(name))
-            for name in catalog.used_providers()
-        }
+        self._names = catalog.used_providers()
+        self._providers: dict[str, Provider] = {}  # those built so far
         self._watch: asyncio.Task[None] | None = None
         self._first_probe = asyncio.Event()
         if probe:
@@ -47,16 +50,28 @@ class ProviderPool:
     def start_probing(self) -> None:
         """Start the background probe, unless it runs already (or there is nothing to
         probe). Needs a running event loop."""
-        if self._watch is None and self._providers:
+        if self._watch is None and self._names:
             self._watch = asyncio.get_running_loop().create_task(
                 self._probe_forever(), name="provider-probe"
             )
 
     def for_model(self, model: ModelSpec) -> Provider:
-        return self._providers[model.provider]
+        return self._provider(model.provider)
 
     def __iter__(self) -> Iterator[Provider]:
-        return iter(self._providers.values())
+        return iter([self._provider(name) for name in self._names])
+
+    def _provider(self, name: str) -> Provider:
+        provider = self._providers.get(name)
+        if provider is None:
+            provider = registry.create(self.catalog.provider_config(name))
+            self._providers[name] = provider
+        return provider
+
+    async def _import_adapters(self) -> None:
+        """Import the adapter of every provider in use, in a worker thread."""
+        kinds = {self.catalog.providers[name].kind for name in self._names}
+        await asyncio.to_thread(lambda: [registry.provider_class(kind) for kind in kinds])
 
     async def probed(self) -> None:
         """Wait for the first probe to finish (tests, tools)."""
@@ -68,7 +83,7 @@ class ProviderPool:
         """Probe ``names`` (default: every provider) at once; hide the models of those
         that cannot be connected to, show again those that answer. The providers found
         unreachable."""
-        chosen = list(self._providers) if names is None else names
+        chosen = list(self._names) if names is None else names
         results = await asyncio.gather(*(self._reachable(name) for name in chosen))
         failed = {name for name, ok in zip(chosen, results, strict=True) if not ok}
         before = set(self.catalog.unreachable)
@@ -80,7 +95,7 @@ class ProviderPool:
             wanted = set()
         for name in sorted(wanted - before):
             count = sum(1 for m in self.catalog.all_models.values() if m.provider == name)
-            config = self._providers[name].config
+            config = self._provider(name).config
             log.warning(
                 "provider %s (%s at %s) cannot be reached: its %d model(s) are hidden until "
                 "it answers",
@@ -97,7 +112,7 @@ class ProviderPool:
 
     async def _reachable(self, name: str) -> bool:
         try:
-            await asyncio.wait_for(self._providers[name].list_models(), PROBE_TIMEOUT)
+            await asyncio.wait_for(self._provider(name).list_models(), PROBE_TIMEOUT)
         except UnreachableError:
             return False
         except TimeoutError:
@@ -114,6 +129,7 @@ class ProviderPool:
 
     async def _probe_forever(self) -> None:
         try:
+            await self._import_adapters()
             await self.probe()
             self._first_probe.set()
             while True:
