@@ -2,6 +2,8 @@
 importing the bot takes, and the time from process start to the first ``getUpdates`` of
 ``python -m bot`` against the fake Bot API (a one-model Ollama catalog, a throwaway
 redis-server): when that request reached the Bot API, not when its long poll was answered.
+``--openai`` adds a provider of the openai kind (its SDK is the costliest adapter to
+import), as the shipped catalog has.
 
 ``python -m bot`` starts with the garbage collector off (bot/__main__.py), which makes
 aiogram's own import cheaper in it than in a plain interpreter: aiogram is imported both
@@ -26,6 +28,7 @@ from pathlib import Path
 
 from bench import kit
 from tests.doubles.ollama_api import OllamaDouble
+from tests.doubles.openai_api import OpenAIDouble
 from tests.doubles.telegram import TelegramDouble
 
 GOAL_OWN_S = 0.3
@@ -43,6 +46,18 @@ id = "local"
 title = "Local"
 provider = "local"
 name = "llama3.2"
+"""
+OPENAI = """
+[providers.cloud]
+kind = "openai"
+base_url = "{url}/v1"
+api_key_env = "OPENAI_API_KEY"
+
+[[models]]
+id = "cloud"
+title = "Cloud"
+provider = "cloud"
+name = "gpt-5-mini"
 """
 
 
@@ -74,7 +89,9 @@ def cpu_seconds(pid: int) -> float:
 AIOGRAM = "aiogram.types, aiogram.methods"
 
 
-async def start_seconds(runs: int) -> tuple[list[dict[str, Seconds | None]], int]:
+async def start_seconds(
+    runs: int, with_openai: bool
+) -> tuple[list[dict[str, Seconds | None]], int]:
     """``runs`` times: importing aiogram (collector on, then off), importing bot.app, and
     from spawning ``python -m bot`` to the arrival of its first getUpdates ("start"; None:
     it never came); and how many of the bots did not exit after SIGTERM."""
@@ -82,9 +99,14 @@ async def start_seconds(runs: int) -> tuple[list[dict[str, Seconds | None]], int
     hung = 0
     with kit.redis_server() as redis, tempfile.TemporaryDirectory() as tmp:
         # polls answered at once: logged (and the bot's CPU read) as they arrive
-        async with TelegramDouble(max_poll_wait=0) as tg, OllamaDouble() as ollama:
+        async with (
+            TelegramDouble(max_poll_wait=0) as tg,
+            OllamaDouble() as ollama,
+            OpenAIDouble() as openai,
+        ):
             catalog = Path(tmp) / "models.toml"
-            catalog.write_text(CATALOG.format(url=ollama.url))
+            extra = OPENAI.format(url=openai.url) if with_openai else ""
+            catalog.write_text(CATALOG.format(url=ollama.url) + extra)
             env = {
                 **os.environ,
                 "BOT_TOKEN": tg.token,
@@ -93,6 +115,7 @@ async def start_seconds(runs: int) -> tuple[list[dict[str, Seconds | None]], int
                 "MODELS_FILE": str(catalog),
                 "LOG_LEVEL": "WARNING",
                 "PYTHONPATH": kit.ROOT,
+                "OPENAI_API_KEY": openai.key or "",
             }
             for _ in range(runs):
                 run: dict[str, Seconds | None] = {}
@@ -145,10 +168,15 @@ async def first_poll(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    kit.options(parser, runs=(5, "runs (fresh interpreters for each figure)"))
+    kit.options(
+        parser,
+        runs=(5, "runs (fresh interpreters for each figure)"),
+        openai=(False, "a provider of the openai kind in the catalog too"),
+    )
     args = kit.parse(parser, argv, quick={"runs": 1})
-    runs, hung = asyncio.run(start_seconds(args.runs))
-    print(f"bench.startup: {args.runs} run(s); {kit.machine()}\n")
+    runs, hung = asyncio.run(start_seconds(args.runs, args.openai))
+    catalog = "Ollama and openai kinds" if args.openai else "one Ollama model"
+    print(f"bench.startup: {args.runs} run(s), {catalog}; {kit.machine()}\n")
     table = kit.Table()
 
     def medians(values: list[Seconds]) -> Seconds:
