@@ -1,10 +1,15 @@
 """Helpers the end-to-end tests share: scripted model streams that count what was
-taken, a user's credits left today, and the bold pieces of a text or rich message."""
+taken, a user's credits left today, the bold pieces of a text or rich message, and the
+start of a ``python -m bot`` process."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from tests.doubles.telegram import FakeUser
@@ -71,3 +76,46 @@ def bold_texts(message: dict[str, Any]) -> list[str]:
 
     walk(message["rich_message"])
     return found
+
+
+# How long a ``python -m bot`` the tests start may take to make its first call, in CPU
+# time of its own: generous, as the design aims at ~3 s on an idle machine. The wall
+# clock says little here: while the other pytest-xdist workers (and whatever else) keep
+# the cores busy, its imports alone took 20 s. A start that waits on something, using no
+# CPU, is bounded by the wall clock, more loosely.
+START_CPU_SECONDS = 20.0
+START_WALL_SECONDS = 60.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) process ``pid`` used so far (Linux's /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def until_started(
+    process: asyncio.subprocess.Process,
+    started: Callable[[], bool],
+    what: str,
+    output: Callable[[], str] = str,
+) -> None:
+    """Wait until ``started()`` (its first call to a double, say) for the ``python -m
+    bot`` in ``process``, within ``START_CPU_SECONDS`` of its CPU time and
+    ``START_WALL_SECONDS``; a process that exits first fails the test at once, showing
+    its ``output()``."""
+    deadline = time.monotonic() + START_WALL_SECONDS
+    while not started():
+        if process.returncode is not None:
+            raise AssertionError(
+                f"python -m bot exited {process.returncode} before {what}:\n{output()}"
+            )
+        try:
+            used = cpu_seconds(process.pid)
+        except OSError:  # it exited meanwhile: its return code tells next time round
+            used = 0.0
+        if used > START_CPU_SECONDS or time.monotonic() > deadline:
+            raise AssertionError(
+                f"no {what} after {used:.1f} s of python -m bot's CPU time "
+                f"(at most {START_CPU_SECONDS} s) or {START_WALL_SECONDS} s:\n{output()}"
+            )
+        await asyncio.sleep(0.05)

@@ -17,8 +17,8 @@ from pathlib import Path
 from tests.doubles.base import Reply
 from tests.doubles.ollama_api import OllamaDouble
 from tests.doubles.telegram import TelegramDouble
+from tests.support import until_started
 
-START_BOUND = 20.0  # seconds to the first getUpdates: generous (the design aims at ~3)
 OLLAMA_KEY = "ollama-secret-key-4711"
 
 CATALOG = """\
@@ -117,12 +117,13 @@ async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -
         await asyncio.sleep(0.02)
 
 
-async def polling(tg: TelegramDouble) -> None:
+async def polling(tg: TelegramDouble, bot: BotProcess) -> None:
     """Wait until the bot's first getUpdates has arrived (a long poll is open)."""
-    await wait_until(
+    await until_started(
+        bot.process,
         lambda: any(r.path.endswith("/getUpdates") for r in tg.requests),
-        START_BOUND,
-        "the first getUpdates",
+        "getUpdates",
+        lambda: bot.output,
     )
 
 
@@ -142,7 +143,7 @@ async def test_answers_then_sigterm_lets_the_answer_in_flight_finish(
         bot_process(tmp_path, redis_url, tg, ollama, grace=grace) as bot,
     ):
         # it starts polling and answers
-        await polling(tg)
+        await polling(tg, bot)
         ann = tg.user(first_name="Ann")
         await ann.send("hello there")
         assert (await ann.next_message(timeout=10))["text"] == "echo: hello there"
@@ -178,7 +179,7 @@ async def test_sigterm_does_not_wait_beyond_the_grace(redis_url: str, tmp_path: 
         OllamaDouble() as ollama,
         bot_process(tmp_path, redis_url, tg, ollama, grace=grace) as bot,
     ):
-        await polling(tg)
+        await polling(tg, bot)
         ollama.default = Reply(text=answer(50), chunk_delay=0.2)  # about 10 s
         ann = tg.user(first_name="Ann")
         await ann.send("an endless story please")
@@ -200,7 +201,7 @@ async def test_log_never_shows_the_token_or_keys(redis_url: str, tmp_path: Path)
         OllamaDouble(key=OLLAMA_KEY) as ollama,
         bot_process(tmp_path, redis_url, tg, ollama, key=OLLAMA_KEY) as bot,
     ):
-        await polling(tg)
+        await polling(tg, bot)
         ann = tg.user(first_name="Ann")
         await ann.send("first question")
         assert (await ann.next_message(timeout=10))["text"] == "echo: first question"

@@ -25,6 +25,7 @@ from tests.doubles.ollama_api import OllamaDouble
 from tests.doubles.telegram import FakeUser, TelegramDouble
 from tests.harness import WEBHOOK_SECRET, WebhookHarness, running_webhook_bot
 from tests.redis_server import RedisServer, free_port
+from tests.support import until_started
 
 pytestmark = pytest.mark.asyncio
 
@@ -256,7 +257,14 @@ async def test_python_m_bot_serves_the_webhook_and_drains_on_sigterm(
             "SHUTDOWN_GRACE_SECONDS": str(grace),
         }
         async with bot_process(tmp_path, env) as process:
-            call = await tg.wait_for("setWebhook", timeout=20)
+            log = tmp_path / "bot.log"
+            await until_started(
+                process,
+                lambda: bool(tg.calls("setWebhook")),
+                "setWebhook",
+                lambda: log.read_text(errors="replace"),
+            )
+            call = tg.calls("setWebhook")[0]
             assert call.params["url"] == url
             assert call.params["secret_token"] == WEBHOOK_SECRET
             ann = tg.user(first_name="Ann")
