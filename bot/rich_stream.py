@@ -326,16 +326,14 @@ class RichStream:
         text, tail = self._text, self._tail
         opening = _FENCE.match(text, tail)
         block = top.blocks[0] if len(top.blocks) == 1 else None
-        if opening is None or (
-            block is not None and not isinstance(block, InputRichBlockPreformatted)
-        ):
+        # an empty fence has no block yet, nor so its language: taken once it has one
+        if opening is None or not isinstance(block, InputRichBlockPreformatted):
             return None
         marker = opening.group(1)
         closing = re.compile(rf"^ {{0,3}}{re.escape(marker[0])}{{{len(marker)},}}[ \t]*$", re.M)
         if closing.search(text, opening.end()):
             return None
-        language = block.language if isinstance(block, InputRichBlockPreformatted) else None
-        return _Fence(tail, opening.end(), closing, language, text.rfind("\n") + 1)
+        return _Fence(tail, opening.end(), closing, block.language, text.rfind("\n") + 1)
 
     def _fenced(
         self, fence: _Fence, tail: str, numbers: dict[str, int]
