@@ -47,6 +47,29 @@ async def test_a_lease_never_renews_or_frees_another_owners_lock(generations: Ge
     assert await redis.get(key) == b"2"  # answer 2 still holds it
 
 
+async def test_the_next_message_waits_for_the_answer_before_to_record_however_long(
+    generations: Generations,
+) -> None:
+    """Redis refused writes for a while (a failover): the delivered answer's record, which
+    gives its lock back, is retried every second. The user's next message waits for it,
+    not for a fixed patience, and is not told an answer is still being written."""
+    assert await generations.lock_soon(CHAT, USER, 1, patience=1.0)
+    with generations.finishing(CHAT, USER):
+        waiting = asyncio.create_task(generations.lock_soon(CHAT, USER, 2, patience=0.2))
+        await asyncio.sleep(1.0)  # longer than its patience
+        assert not waiting.done()
+        await generations.unlock(CHAT, USER, 1)  # the record got through
+    assert await waiting
+    assert await generations.redis.get(Generations.lock_key(CHAT, USER)) == b"2"
+
+
+async def test_another_chats_record_does_not_hold_a_message_up(generations: Generations) -> None:
+    assert await generations.lock_soon(CHAT, USER, 1, patience=1.0)
+    with generations.finishing(CHAT + 1, USER):
+        assert not await generations.lock_soon(CHAT, USER, 2, patience=0.2)
+    await generations.unlock(CHAT, USER, 1)
+
+
 async def test_many_leases_ending_while_renewals_wait_on_a_busy_pool_all_end(
     redis_url: str,
 ) -> None:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from bot.services.paste import SPLIT_AT, Pastes, join
+from bot.services.paste import HOLD_SECONDS, SPLIT_AT, Pastes, join
 
 CHAT, USER = -100777, 4242
 
@@ -42,6 +42,35 @@ async def test_the_end_of_a_paste_waits_for_a_part_not_held_yet(pastes: Pastes) 
         held = await pastes.complete(CHAT, USER, 11, await take(pastes))
         assert join(held, "tail") == part + "tail"
         assert await holding is None  # the tail answers it, not the part itself
+
+
+async def test_a_take_that_reaches_redis_before_an_earlier_hold_takes_again(
+    pastes: Pastes,
+) -> None:
+    """The tail's take and the part's hold go over different connections: Redis may run
+    the take first, and the hold is done before the tail looks again. The part was not
+    held when the take was queued, so the tail takes again and loses nothing."""
+    part = "a" * SPLIT_AT
+    with pastes.arriving(CHAT, USER, 10, part), pastes.arriving(CHAT, USER, 11, "tail"):
+        late = pastes.late(CHAT, USER, 11)
+        held = await take(pastes)  # ran before the part's hold
+        assert held == []
+        assert await pastes.hold(CHAT, USER, 10, part) is None  # held now; the tail answers
+        held = await pastes.complete(CHAT, USER, 11, held, late)
+        assert join(held, "tail") == part + "tail"
+    assert await take(pastes) == []  # nothing left over for the next message
+
+
+async def test_a_last_part_claims_only_once_the_parts_before_it_are_held(
+    pastes: Pastes,
+) -> None:
+    first, second = "a" * SPLIT_AT, "b" * SPLIT_AT
+    with pastes.arriving(CHAT, USER, 1, first), pastes.arriving(CHAT, USER, 2, second):
+        last = asyncio.create_task(pastes.hold(CHAT, USER, 2, second))
+        await asyncio.sleep(HOLD_SECONDS + 0.5)  # past its hold: the first part is late
+        assert not last.done()
+        assert await pastes.hold(CHAT, USER, 1, first) is None
+    assert await last == first + second
 
 
 async def test_parts_held_out_of_order_are_joined_in_order(pastes: Pastes) -> None:

@@ -89,6 +89,8 @@ class ChatService:
             self.history.queue_read(pipe, chat_id, user_id)
             self.generations.queue_lock(pipe, chat_id, user_id, gen_id)
             self.pastes.queue_take(pipe, chat_id, user_id)
+            message_id = target.message_id
+            late = message_id is not None and self.pastes.late(chat_id, user_id, message_id)
             raw_prefs, raw_history, locked, held, _ = await pipe.execute()
         prefs = self.prefs.parse(raw_prefs)
         if prefs.language is not None:  # chosen with /language (see TextsMiddleware)
@@ -97,8 +99,8 @@ class ChatService:
             await target.say(bot, texts.still_answering)
             return None
         model = model or self.catalog.models[prefs.model]
-        if target.message_id is not None:
-            held = await self.pastes.complete(chat_id, user_id, target.message_id, held)
+        if message_id is not None:
+            held = await self.pastes.complete(chat_id, user_id, message_id, held, late)
         question = Message(role="user", content=join(held, prompt), images=tuple(images))
         retryable = not images or (photo is not None and len(images) == 1)
         retry = fresh or (Retry(chat_id, question.content, photo) if retryable else None)
@@ -122,7 +124,8 @@ class ChatService:
                     ticket, model, request, writer, texts, (gen_id, 0), delivery
                 )
         finally:
-            await self._record(target, gen_id, kept, model, ticket, outcome, retry, fresh)
+            with self.generations.finishing(chat_id, user_id):
+                await self._record(target, gen_id, kept, model, ticket, outcome, retry, fresh)
         return outcome
 
     async def _record(

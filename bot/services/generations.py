@@ -169,7 +169,10 @@ class Generations:
         self.sharded = isinstance(redis, RedisCluster)  # the control channel's kind
         # generation id -> part (a /compare model; 0 for a chat answer) -> its Stop
         self._running: dict[int, dict[int, asyncio.Event]] = {}
+        # (chat, user) -> set when the answer that held its lock has recorded its outcome
+        self._finishing: dict[tuple[int, int], asyncio.Event] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False  # aclose() was called: the listener ends
         self.on_reload: Callable[[], Awaitable[object]] | None = None
         self._owned = redis.register_script(_OWNED)
 
@@ -188,7 +191,13 @@ class Generations:
         self, chat_id: int, user_id: int, gen_id: int, patience: float = LOCK_PATIENCE
     ) -> bool:
         """Take the chat's lock, waiting briefly: the answer before may just be recording
-        its outcome (the user saw it finish and wrote at once)."""
+        its outcome (the user saw it finish and wrote at once). When that answer ran in
+        this process, wait for its record however long it takes: after Redis refused
+        writes for a while it is retried every ``RECORD_EVERY`` (``bot.services.chat``),
+        and Redis takes writes again now (this message's own lock was not refused)."""
+        finishing = self._finishing.get((chat_id, user_id))
+        if finishing is not None:
+            await finishing.wait()
         deadline = time.monotonic() + patience
         while time.monotonic() < deadline:
             await asyncio.sleep(0.1)
@@ -223,6 +232,19 @@ class Generations:
         """While the block (``async with``) runs, renew the chat's lock that ``gen_id``
         holds (a renewal Redis misses is tried again at the next one)."""
         return _Lease(self, chat_id, gen_id, self.lock_key(chat_id, user_id), every)
+
+    @contextlib.contextmanager
+    def finishing(self, chat_id: int, user_id: int) -> Iterator[None]:
+        """While an answer that held the chat's lock records its outcome (and gives the
+        lock back), the next message of the chat waits for it (:meth:`lock_soon`)."""
+        key = (chat_id, user_id)
+        done = self._finishing[key] = asyncio.Event()
+        try:
+            yield
+        finally:
+            done.set()
+            if self._finishing.get(key) is done:
+                del self._finishing[key]
 
     @contextlib.contextmanager
     def running(self, gen_id: int, part: int = 0) -> Iterator[asyncio.Event]:
@@ -284,16 +306,21 @@ class Generations:
             self._listener = asyncio.create_task(self._listen())
 
     async def aclose(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+        """Stop following the control channel. A cancel alone can be lost: on Python
+        3.11 a cancel that lands as a read's timeout expires inside redis-py comes out as
+        a timeout, which the listener takes for a lost connection. So the listener is
+        told to stop too, and cancelled again until it has."""
+        self._closing = True
+        task = self._listener
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
 
     async def _listen(self) -> None:
         """Follow the control channel; reconnect with a pause if Redis goes away (or, on
         a cluster, the channel's shard moves: the subscription is made again on the node
         that owns its slot then)."""
-        while True:
+        while not self._closing:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     if self.sharded:

@@ -14,7 +14,11 @@ order):
 - a held part never takes the paste while a later message of the same user and chat
   is being handled here: that message carries the paste;
 - a message waits, before it answers, until every long message that arrived before it
-  is held, and takes those parts too.
+  is held, and takes those parts too. Its first take rides in the pipeline that starts
+  its turn, on another connection than a part's hold, so Redis may run it before a hold
+  sent earlier: when a part before it was not held as that take was queued, it takes
+  again once the part is (:meth:`Pastes.late`);
+- a last part claims the paste only once every long message before it is held.
 
 Only a paste whose last part is itself long (nothing comes after it) is decided by
 time: its last part takes the set after ``HOLD_SECONDS`` if no message followed. Parts
@@ -87,6 +91,11 @@ class Pastes:
     def _unheld_before(self, chat_id: int, user_id: int, message_id: int) -> bool:
         return any(i < message_id for i in self._unheld.get((chat_id, user_id), ()))
 
+    async def _until_held_before(self, chat_id: int, user_id: int, message_id: int) -> None:
+        """Until every long message that arrived here before ``message_id`` is held."""
+        while self._unheld_before(chat_id, user_id, message_id):
+            await self._changed.wait()
+
     def _followed(self, chat_id: int, user_id: int, message_id: int) -> bool:
         return any(i > message_id for i in self._in_flight.get((chat_id, user_id), ()))
 
@@ -103,30 +112,40 @@ class Pastes:
             return None
         gate.started()  # waiting costs nothing: let other updates start meanwhile
         await asyncio.sleep(HOLD_SECONDS)  # the paste may end on this part: wait for more
+        await self._until_held_before(chat_id, user_id, message_id)  # the claim takes them
         if self._followed(chat_id, user_id, message_id):
             return None
         parts = await self._claim(keys=[key], args=[message_id])
         return join(parts) if parts else None
 
     def queue_take(self, pipe: Pipeline, chat_id: int, user_id: int) -> None:
-        """Take the parts held before this message (two commands, no extra round trip)."""
+        """Take the parts held before this message (two commands, no extra round trip).
+        Note :meth:`late` for the message when queuing this, and give it to
+        :meth:`complete`."""
         key = self.key(chat_id, user_id)
         pipe.zrange(key, 0, -1)
         pipe.delete(key)
 
+    def late(self, chat_id: int, user_id: int, message_id: int) -> bool:
+        """Whether a long message that arrived before ``message_id`` is not held yet: a
+        take queued now may reach Redis before that part's hold does (they go over
+        different connections), so it must be taken again once the part is held."""
+        return self._unheld_before(chat_id, user_id, message_id)
+
     async def complete(
-        self, chat_id: int, user_id: int, message_id: int, held: list[Any]
+        self, chat_id: int, user_id: int, message_id: int, held: list[Any], late: bool = False
     ) -> list[Any]:
-        """The parts before ``message_id``: those already taken (``held``), and those of
-        long messages that arrived here before it but were not held yet (it waits until
-        they are). A gap in the message ids of the held parts (a part on its way through
-        another replica) is waited for briefly. Returns at once, without I/O, when
-        nothing is held and nothing is arriving."""
+        """The parts before ``message_id``: those already taken (``held``, by a take
+        queued when :meth:`late` said ``late``), and those of long messages that arrived
+        here before it but were not held when it was taken (it waits until they are,
+        then takes again). A gap in the message ids of the held parts (a part on its way
+        through another replica) is waited for briefly. Returns at once, without I/O,
+        when nothing is held and nothing is arriving."""
         gap_deadline = asyncio.get_running_loop().time() + HOLD_SECONDS
         while True:
-            if self._unheld_before(chat_id, user_id, message_id):
-                while self._unheld_before(chat_id, user_id, message_id):
-                    await self._changed.wait()  # a part arrived before this one was held
+            if late or self._unheld_before(chat_id, user_id, message_id):
+                await self._until_held_before(chat_id, user_id, message_id)
+                late = False
             elif bool(held) and _last_id(held) < message_id - 1:
                 if asyncio.get_running_loop().time() >= gap_deadline:
                     return held
