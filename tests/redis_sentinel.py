@@ -32,6 +32,13 @@ from tests.redis_server import (
 
 MASTER_NAME = "botmaster"
 SENTINELS = 3
+# SENTINEL DEBUG timings (ms) for a quick set: each Sentinel reads its instances' INFO
+# every 0.25 s (default 10 s) and turns a demoted primary into a replica once it has
+# reported itself a primary for 4 publish periods, 2 s (default 8 s); and a Sentinel
+# whose timer runs 10 s late (default 2 s, easily reached on a loaded 2-core machine)
+# enters TILT, 30 s of doing nothing. Without them a forced failover refuses writes for
+# 11-12 s on an idle machine, and for as long as TILT lasts on a busy one.
+QUICK = {"info-period": 250, "publish-period": 500, "tilt-trigger": 10000}
 
 
 def safe_writes(min_replicas: int) -> list[str]:
@@ -49,9 +56,10 @@ class Sentinel:
     Like a :class:`RedisServer`, it starts again on a fresh port if another process took
     its own meanwhile."""
 
-    def __init__(self, primary: RedisServer, down_after_ms: int) -> None:
+    def __init__(self, primary: RedisServer, down_after_ms: int, quick: bool = False) -> None:
         self.primary = primary
         self.down_after_ms = down_after_ms
+        self.quick = quick
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="test-sentinel-"))
         self.config = self.dir / "sentinel.conf"
@@ -84,6 +92,9 @@ class Sentinel:
                 stderr=subprocess.DEVNULL,
             )
             if wait_serving(self.process, self.port):
+                if self.quick:
+                    timings = [str(x) for pair in QUICK.items() for x in pair]
+                    cli(self.port, "sentinel", "debug", *timings)
                 return
             stop_process(self.process)
             self.process = None
@@ -99,15 +110,20 @@ class Sentinel:
 
 class SentinelSet:
     """A primary, its replicas (one by default), and three Sentinels with a quorum of
-    two; every Redis with ``min-replicas-to-write`` = ``min_replicas`` (default: all)."""
+    two; every Redis with ``min-replicas-to-write`` = ``min_replicas`` (default: all).
+    ``quick``: the Sentinels run with the :data:`QUICK` timings."""
 
     def __init__(
-        self, down_after_ms: int = 1000, replicas: int = 1, min_replicas: int | None = None
+        self,
+        down_after_ms: int = 1000,
+        replicas: int = 1,
+        min_replicas: int | None = None,
+        quick: bool = False,
     ) -> None:
         options = safe_writes(replicas if min_replicas is None else min_replicas)
         self.primary = RedisServer(options)
         self.replicas = [RedisServer(options, replica_of=self.primary) for _ in range(replicas)]
-        self.watchers = [Sentinel(self.primary, down_after_ms) for _ in range(SENTINELS)]
+        self.watchers = [Sentinel(self.primary, down_after_ms, quick) for _ in range(SENTINELS)]
 
     @property
     def replica(self) -> RedisServer:
