@@ -63,6 +63,7 @@ class Sentinel:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="test-sentinel-"))
         self.config = self.dir / "sentinel.conf"
+        self.log = self.dir / "sentinel.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def write_config(self) -> None:
@@ -72,7 +73,8 @@ class Sentinel:
                     f"port {self.port}",
                     "bind 127.0.0.1",
                     "daemonize no",
-                    "loglevel warning",
+                    "loglevel notice",  # its events (+sdown, +switch-master, +tilt...)
+                    f"logfile {self.log}",
                     f"dir {self.dir}",
                     f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.primary.port} 2",
                     f"sentinel down-after-milliseconds {MASTER_NAME} {self.down_after_ms}",
@@ -206,6 +208,16 @@ class SentinelSet:
         while (new := self.master_port()) == old and time.monotonic() < deadline:
             time.sleep(0.05)
         return new
+
+    def events(self) -> str:
+        """What the Sentinels logged of the failovers (for a failed test's message)."""
+        marks = ("+sdown", "-sdown", "+odown", "+switch-master", "+tilt", "-tilt", "+failover")
+        lines = []
+        for number, sentinel in enumerate(self.watchers):
+            text = sentinel.log.read_text(errors="replace") if sentinel.log.exists() else ""
+            events = [line for line in text.splitlines() if any(m in line for m in marks)]
+            lines += [f"s{number} {line}" for line in events]
+        return "\n".join(lines)
 
     def cleanup(self) -> None:
         for sentinel in self.watchers:

@@ -105,8 +105,18 @@ async def test_the_bot_follows_a_failover_by_itself(
         finally:
             done.set()
             await asyncio.gather(*talking)
-        assert sentinel_set.master_port() == new != old
-        await _check_run(h, logs, failed_over)
+        assert sentinel_set.master_port() == new != old, sentinel_set.events()
+        await _check_run(h, logs, failed_over, sentinel_set)
+
+
+def _around(log: Talk, failed_over: float, odd: list[tuple[int, float, float, str]]) -> list[str]:
+    """A user's turns from 3 s before an odd reply to 1 s after it, briefly."""
+    times = [sent for user, sent, _, _ in odd if user == log.user.id]
+    return [
+        f"{sent - failed_over:.2f}-{at - failed_over:.2f} {kind(p, r)[:6]}"
+        for sent, p, r, at in log.turns
+        if any(t - 3 <= sent - failed_over <= t + 1 for t in times)
+    ]
 
 
 def _answered_since(log: Talk, since: float, count: int) -> bool:
@@ -117,7 +127,9 @@ def _answered_since(log: Talk, since: float, count: int) -> bool:
     )
 
 
-async def _check_run(h: Harness, logs: list[Talk], failed_over: float) -> None:
+async def _check_run(
+    h: Harness, logs: list[Talk], failed_over: float, sentinel_set: SentinelSet
+) -> None:
     kinds = Counter(kind(p, r) for log in logs for _, p, r, _ in log.turns)
     not_answered = [
         (round(sent - failed_over, 1), kind(p, r)[:20])
@@ -127,6 +139,19 @@ async def _check_run(h: Harness, logs: list[Talk], failed_over: float) -> None:
     ]
     gap = (min(not_answered), max(not_answered)) if not_answered else None
     what = f"{kinds}; not answered (s after the failover, first and last): {gap}"
+    odd = [
+        (log.user.id, round(sent - failed_over, 2), round(at - failed_over, 2), kind(p, r)[:20])
+        for log in logs
+        for sent, p, r, at in log.turns
+        if kind(p, r) not in ("answer", "unavailable")
+    ]
+    if odd:  # each with the user's turns around it (user, sent, replied: s after the failover)
+        what += f"; odd replies: {odd}; " + "; ".join(
+            f"{log.user.id}: {_around(log, failed_over, odd)}" for log in logs
+        )
+        asked_at = time.time() - (time.monotonic() - failed_over)
+        wall = time.strftime("%H:%M:%S", time.localtime(asked_at))
+        what += f"\nSentinel's events (the failover was asked at {wall}):\n{sentinel_set.events()}"
     # no answer lost: every message got the answer or "temporarily unavailable"
     assert set(kinds) <= {"answer", "unavailable"}, what
     assert kinds["unavailable"] > 0, "no gap was seen: was the failover forced?"
