@@ -133,6 +133,37 @@ def _sentinel(settings: Settings, url: str, max_connections: int) -> Redis:
     return client
 
 
+class Replicated:
+    """Writes that must survive a Sentinel failover: Redis replicates asynchronously, and
+    Sentinel promotes a replica without waiting for it to catch up, so the last writes a
+    primary acknowledged (a reservation, a lock given back) may be missing on the new
+    one; under load, the last few hundred milliseconds' worth. Such a write rides in a
+    pipeline that ends with ``WAIT``, and is sent again (each is idempotent) until a
+    replica has it: the one Sentinel promotes is the most up to date. Elsewhere (one
+    server, a cluster) nothing is waited for."""
+
+    WAIT_MS = 1000  # how long one write waits for a replica's acknowledgement
+    ATTEMPTS = 3  # sends of a write no replica acknowledged, before going on without
+
+    def __init__(self, replicas: int) -> None:
+        self.replicas = replicas
+
+    @classmethod
+    def of(cls, redis: Redis) -> Replicated:
+        """One replica waited for under Sentinel, none elsewhere."""
+        sentinel = isinstance(getattr(redis, "connection_pool", None), SentinelConnectionPool)
+        return cls(1 if sentinel else 0)
+
+    def queue_wait(self, pipe: Any) -> None:
+        """End ``pipe`` with a WAIT (nothing without replicas to wait for)."""
+        if self.replicas:
+            pipe.execute_command("WAIT", self.replicas, self.WAIT_MS)
+
+    def acknowledged(self, results: list[Any]) -> bool:
+        """Whether the pipeline's writes reached the replicas (its last result is WAIT's)."""
+        return not self.replicas or int(results[-1]) >= self.replicas
+
+
 async def ready(redis: Redis) -> None:
     """At start, before updates are served: a cluster client learns the slot map now.
     (redis-py 8.1's cluster client, asked by many tasks at once before it has, may fail

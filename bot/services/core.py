@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from bot.catalog import Catalog
 from bot.metrics import Metrics
+from bot.redis_client import Replicated
 from bot.services.arena_store import ArenaStore
 from bot.services.compare_store import CompareStore
 from bot.services.generations import Generations
@@ -48,6 +49,7 @@ class Core:
         cls, settings: Settings, catalog: Catalog, redis: Redis, bot_id: int, *, probe: bool = True
     ) -> Core:
         """``probe``: start the providers' probe now (else ``pool.start_probing`` later)."""
+        replicated = Replicated.of(redis)
         return cls(
             settings=settings,
             redis=redis,
@@ -57,10 +59,12 @@ class Core:
             history=History(
                 redis, settings.history_max_messages, int(settings.history_ttl_hours * 3600)
             ),
-            quota=Quota(redis, catalog, settings.timezone, settings.admin_ids),
+            quota=Quota(
+                redis, catalog, settings.timezone, settings.admin_ids, replicated=replicated
+            ),
             pacer=Pacer(),
             rich=RichSwitch(settings.rich_messages),
-            generations=Generations(redis, bot_id),
+            generations=Generations(redis, bot_id, replicated),
             metrics=Metrics(),
             stats=Stats(redis, bot_id),
             pastes=Pastes(redis),
@@ -76,5 +80,11 @@ class Core:
             catalog=catalog,
             pool=ProviderPool(catalog),
             prefs=Prefs(redis, catalog),
-            quota=Quota(redis, catalog, settings.timezone, settings.admin_ids),
+            quota=Quota(
+                redis,
+                catalog,
+                settings.timezone,
+                settings.admin_ids,
+                replicated=self.quota.replicated,
+            ),
         )

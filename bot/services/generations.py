@@ -35,6 +35,8 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 from redis.exceptions import PubSubError, RedisClusterException, RedisError
 
+from bot.redis_client import Replicated
+
 log = logging.getLogger(__name__)
 
 LOCK_SECONDS = 30  # a lock's lease: renewed while its answer runs
@@ -163,8 +165,10 @@ class _Lease:
 
 
 class Generations:
-    def __init__(self, redis: Redis, bot_id: int) -> None:
+    def __init__(self, redis: Redis, bot_id: int, replicated: Replicated | None = None) -> None:
         self.redis = redis
+        # under Sentinel, a lock given back is made sure of on a replica (see _record)
+        self.replicated = replicated or Replicated(0)
         self.channel = f"control:{bot_id}"
         self.sharded = isinstance(redis, RedisCluster)  # the control channel's kind
         # generation id -> part (a /compare model; 0 for a chat answer) -> its Stop

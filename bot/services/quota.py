@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
@@ -42,6 +42,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from bot.catalog import Catalog, ModelSpec
+from bot.redis_client import Replicated
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +200,10 @@ class Quota:
         timezone: ZoneInfo,
         admins: frozenset[int] = frozenset(),
         clock: Callable[[], float] = time.time,
+        replicated: Replicated | None = None,
     ) -> None:
         self.redis = redis
+        self.replicated = replicated or Replicated(0)
         self.catalog = catalog
         self.timezone = timezone
         self.admins = admins
@@ -242,10 +245,26 @@ class Quota:
         for model in models:
             args += [model.id, model.cost, model.daily_limit or 0]
         keys = [key, paid_key(user_id), ledger_key(user_id)]
-        codes = await self._reserve(keys=keys, args=args)
+        codes = await self._reserve_replicated(keys, args)
         # 5: paid by an earlier call with this request id
         grants = {m.id: Grant(min(int(c), 4)) for m, c in zip(models, codes, strict=True)}
         return Reservation(key, request_id, grants, resets_at)
+
+    async def _reserve_replicated(self, keys: list[str], args: list[Any]) -> list[Any]:
+        """The reserve script; under Sentinel, sent again (the request id makes it count
+        once) until a replica has it, so that a failover cannot let the request through
+        unmetered."""
+        if not self.replicated.replicas:
+            return cast(list[Any], await self._reserve(keys=keys, args=args))
+        for _ in range(self.replicated.ATTEMPTS):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.eval(_RESERVE, len(keys), *keys, *args)
+                self.replicated.queue_wait(pipe)
+                results = await pipe.execute()
+            if self.replicated.acknowledged(results):
+                break
+            log.warning("a reservation was not acknowledged by a replica; sending it again")
+        return cast(list[Any], results[0])
 
     def queue_spent(self, pipe: Pipeline, credits: int) -> None:
         """/stats: paid credits spent today, on a pipeline the request sends anyway (the
