@@ -61,10 +61,13 @@ def best_effort(urgent: bool = False) -> Iterator[None]:
 
 class CallBudget:
     """At most ``rate`` calls a second, one every 1/rate s (no bursts), in the order of
-    their priority (0 first), then of their arrival."""
+    their priority (0 first), then of their arrival. The spacing counts from when a call
+    goes, not from when its turn came: on a busy loop a task resumes late, and calls
+    spaced by their turns would leave bunched (rate + 1 of them in some second). The
+    interval is a thousandth over 1/rate so that ``rate`` intervals span over a second."""
 
     def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate
+        self.interval = 1.001 / rate
         self._next = 0.0  # when the next call may go
         self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
@@ -79,6 +82,7 @@ class CallBudget:
         heapq.heappush(self._waiting, (priority, next(self._order), turn))
         self._arm()
         await turn
+        self._next = max(self._next, time.monotonic() + self.interval)  # it goes now
 
     def _arm(self) -> None:
         if self._timer is None and self._waiting:
@@ -87,6 +91,9 @@ class CallBudget:
 
     def _grant(self) -> None:
         self._timer = None
+        if time.monotonic() < self._next:  # the call before went later than its turn
+            self._arm()
+            return
         while self._waiting:
             _, _, turn = heapq.heappop(self._waiting)
             if not turn.done():  # a waiter cancelled meanwhile gives its turn on
