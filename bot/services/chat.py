@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 from aiogram import Bot
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from bot.catalog import Catalog, ModelSpec
@@ -153,9 +152,16 @@ class ChatService:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     self.generations.queue_unlock(pipe, chat_id, user_id, gen_id)
                     if not recorded:
-                        self._queue_outcome(
-                            pipe, target, gen_id, question, model, ticket, outcome, retry, fresh
-                        )
+                        if ticket is not None:
+                            self.admission.queue_counted(pipe, ticket, model, outcome)
+                        if outcome is not None and outcome.ok:
+                            answer = Message(role="assistant", content=outcome.text)
+                            if fresh is not None:
+                                self.history.queue_clear(pipe, chat_id, user_id)
+                                self.prefs.queue_set(pipe, user_id, model=model.id)
+                            self.history.queue_append(pipe, chat_id, user_id, question, answer)
+                        elif ticket is not None and retry is not None:  # failed, stopped, cut
+                            self.generations.queue_retry(pipe, user_id, gen_id, retry)
                     replicated.queue_wait(pipe)
                     results = await pipe.execute()
                 if replicated.acknowledged(results) or attempt >= replicated.ATTEMPTS:
@@ -178,28 +184,3 @@ class ChatService:
                 with contextlib.suppress(RedisError):
                     await self.generations.unlock(chat_id, user_id, gen_id)
                 return
-
-    def _queue_outcome(
-        self,
-        pipe: Pipeline,
-        target: Target,
-        gen_id: int,
-        question: Message,
-        model: ModelSpec,
-        ticket: Ticket | None,
-        outcome: Outcome | None,
-        retry: Retry | None,
-        fresh: Retry | None,
-    ) -> None:
-        """The exchange into the history (or the request, for Retry), and its count."""
-        chat_id, user_id = target.chat_id, target.user_id
-        if ticket is not None:
-            self.admission.queue_counted(pipe, ticket, model, outcome)
-        if outcome is not None and outcome.ok:
-            answer = Message(role="assistant", content=outcome.text)
-            if fresh is not None:
-                self.history.queue_clear(pipe, chat_id, user_id)
-                self.prefs.queue_set(pipe, user_id, model=model.id)
-            self.history.queue_append(pipe, chat_id, user_id, question, answer)
-        elif ticket is not None and retry is not None:  # failed, stopped, cut
-            self.generations.queue_retry(pipe, user_id, gen_id, retry)
