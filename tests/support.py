@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,19 @@ async def until_started(
                 f"(at most {START_CPU_SECONDS} s) or {START_WALL_SECONDS} s:\n{output()}"
             )
         await asyncio.sleep(0.05)
+
+
+async def spawn_bot(
+    tmp_path: Path, env: Mapping[str, str], stdout: Any, stderr: Any
+) -> asyncio.subprocess.Process:
+    """``python -m bot`` in ``tmp_path`` (no stray .env) with ``env`` alone (and PATH)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+    )

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 from tests.doubles.base import Reply
 from tests.doubles.ollama_api import OllamaDouble
 from tests.doubles.telegram import TelegramDouble
-from tests.support import until_started
+from tests.support import spawn_bot, until_started
 
 OLLAMA_KEY = "ollama-secret-key-4711"
 
@@ -88,16 +87,7 @@ async def bot_process(
         env["OLLAMA_API_KEY"] = key
     out, err = tmp_path / "stdout.log", tmp_path / "stderr.log"
     with out.open("wb") as out_file, err.open("wb") as err_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            env=env,
-            cwd=tmp_path,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out_file,
-            stderr=err_file,
-        )
+        process = await spawn_bot(tmp_path, env, out_file, err_file)
     bot = BotProcess(process, out, err)
     try:
         yield bot

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from pathlib import Path
 
 from tests.doubles.ollama_api import OllamaDouble
 from tests.doubles.telegram import TelegramDouble, button_labels
 from tests.redis_server import free_port
+from tests.support import spawn_bot
 
 CATALOG = """\
 [defaults]
@@ -56,16 +56,7 @@ async def test_an_unreachable_provider_is_hidden_right_after_the_start(
         }
         log = tmp_path / "bot.log"
         with log.open("wb") as out:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot",
-                env=env,
-                cwd=tmp_path,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-            )
+            process = await spawn_bot(tmp_path, env, out, out)
         try:
             await tg.wait_for("getUpdates", timeout=30)
             deadline = time.monotonic() + 10

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 from tests.doubles.telegram import TelegramDouble
 from tests.redis_server import free_port
+from tests.support import spawn_bot
 
 
 async def run_bot(tmp_path: Path, token: str, api_url: str) -> tuple[int, str]:
@@ -20,16 +20,8 @@ async def run_bot(tmp_path: Path, token: str, api_url: str) -> tuple[int, str]:
         "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
         "LOG_LEVEL": "WARNING",
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        env=env,
-        cwd=tmp_path,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    pipe = asyncio.subprocess.PIPE
+    process = await spawn_bot(tmp_path, env, pipe, pipe)
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return process.returncode, (out + err).decode()

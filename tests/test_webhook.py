@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +23,7 @@ from tests.doubles.ollama_api import OllamaDouble
 from tests.doubles.telegram import FakeUser, TelegramDouble
 from tests.harness import WEBHOOK_SECRET, WebhookHarness, running_webhook_bot
 from tests.redis_server import RedisServer, free_port
-from tests.support import until_started
+from tests.support import spawn_bot, until_started
 
 pytestmark = pytest.mark.asyncio
 
@@ -200,16 +198,7 @@ async def bot_process(
     """``python -m bot`` in ``tmp_path`` (no stray .env), killed if the test leaves it."""
     log = tmp_path / "bot.log"
     with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            env={"PATH": os.environ.get("PATH", ""), **env},
-            cwd=tmp_path,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-        )
+        process = await spawn_bot(tmp_path, env, out, out)
     try:
         yield process
     finally:
