@@ -110,12 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nbench.failover: a forced Sentinel failover per set-up; {kit.machine()}.\n")
     table = kit.Table()
     for replicas, least in setups:
-        cell = SentinelSet(replicas=replicas, min_replicas=least)
-        cell.start()
-        try:
+        with SentinelSet(replicas=replicas, min_replicas=least) as cell:
             found = asyncio.run(probe(cell, replicas, least, args))
-        finally:
-            cell.cleanup()
         name = f"{replicas} replica(s), min-replicas-to-write {least}"
         table.add(f"{name}: acknowledged writes lost", f"{found.lost} of {found.acknowledged}")
         table.add("  refused", found.refused)

@@ -24,6 +24,7 @@ tells its users as it does when one Redis is down.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -154,14 +155,24 @@ class Replicated:
         sentinel = isinstance(getattr(redis, "connection_pool", None), SentinelConnectionPool)
         return cls(1 if sentinel else 0)
 
-    def queue_wait(self, pipe: Any) -> None:
-        """End ``pipe`` with a WAIT (nothing without replicas to wait for)."""
-        if self.replicas:
-            pipe.execute_command("WAIT", self.replicas, self.WAIT_MS)
-
-    def acknowledged(self, results: list[Any]) -> bool:
-        """Whether the pipeline's writes reached the replicas (its last result is WAIT's)."""
-        return not self.replicas or int(results[-1]) >= self.replicas
+    async def execute(self, redis: Redis, queue: Callable[[Any, bool], None]) -> list[Any]:
+        """A pipeline that ``queue(pipe, again)`` fills, and its results. Under Sentinel it
+        ends with WAIT and, while no replica has acknowledged it, is filled (``again``:
+        a resend, after the first went through) and sent again, ``ATTEMPTS`` in all."""
+        again = False
+        for _ in range(self.ATTEMPTS if self.replicas else 1):
+            async with redis.pipeline(transaction=False) as pipe:
+                queue(pipe, again)
+                if self.replicas:
+                    pipe.execute_command("WAIT", self.replicas, self.WAIT_MS)
+                results = await pipe.execute()
+            if not self.replicas:
+                return list(results)
+            if int(results[-1]) >= self.replicas:
+                break
+            log.warning("writes not acknowledged by a replica within %d ms", self.WAIT_MS)
+            again = True
+        return list(results[:-1])
 
 
 async def ready(redis: Redis) -> None:

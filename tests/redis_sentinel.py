@@ -1,11 +1,9 @@
 """A real Redis Sentinel set on loopback: a primary, a replica and three Sentinels
 (``redis-server --sentinel``: Debian's redis-server package has it built in).
 
-    cell = SentinelSet()
-    cell.start()                 # until the Sentinels know the primary and its replica
-    cell.sentinels               # "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3" (REDIS_SENTINELS)
-    cell.failover()              # SENTINEL FAILOVER: the replica becomes the primary
-    cell.cleanup()
+    with SentinelSet() as cell:  # started: the Sentinels know the primary and its replica
+        cell.sentinels           # "127.0.0.1:p1,127.0.0.1:p2,127.0.0.1:p3" (REDIS_SENTINELS)
+        cell.failover()          # SENTINEL FAILOVER: the replica becomes the primary
 
 The Redis servers run with ``min-replicas-to-write`` = their replicas (README "Scaling
 out"): a primary that lost a replica refuses writes, so nothing is written to a demoted
@@ -218,6 +216,13 @@ class SentinelSet:
             events = [line for line in text.splitlines() if any(m in line for m in marks)]
             lines += [f"s{number} {line}" for line in events]
         return "\n".join(lines)
+
+    def __enter__(self) -> SentinelSet:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
 
     def cleanup(self) -> None:
         for sentinel in self.watchers:

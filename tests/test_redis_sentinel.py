@@ -31,12 +31,8 @@ NOWHERE = "redis://127.0.0.1:1/0"  # with Sentinel, REDIS_URL's host is not used
 
 @pytest.fixture
 def sentinel_set() -> Iterator[SentinelSet]:
-    cell = SentinelSet(quick=True)  # Sentinel's own delays short: the bot is under test
-    cell.start()
-    try:
+    with SentinelSet(quick=True) as cell:  # Sentinel's own delays short: the bot is under test
         yield cell
-    finally:
-        cell.cleanup()
 
 
 @dataclass

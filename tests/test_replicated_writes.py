@@ -25,12 +25,8 @@ USER = 7
 @pytest.fixture
 def pair() -> Iterator[SentinelSet]:
     """A primary and its replica (the Sentinels are not used here)."""
-    cell = SentinelSet(quick=True)
-    cell.start()
-    try:
+    with SentinelSet(quick=True) as cell:
         yield cell
-    finally:
-        cell.cleanup()
 
 
 async def test_a_reservation_is_sent_again_until_a_replica_has_it(

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from aiogram import Bot
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from bot.catalog import Catalog, ModelSpec
@@ -144,34 +145,34 @@ class ChatService:
         While Redis is away this is tried a few more times: the answer was delivered, and
         the conversation should not lose it."""
         chat_id, user_id = target.chat_id, target.user_id
-        replicated = self.generations.replicated
         give_up = time.monotonic() + RECORD_SECONDS
-        recorded = False  # then only the lock is given back again (see below)
+        recorded = False  # a send went through: only the lock is given back again
+
+        def queue(pipe: Pipeline, again: bool) -> None:
+            # Under Sentinel the record is sent again while no replica has it: a failover
+            # would bring the lock back on the new primary, and the user's next message
+            # would be told an answer is still being written. The rest is not sent twice
+            # (it would count twice).
+            nonlocal recorded
+            recorded = recorded or again
+            self.generations.queue_unlock(pipe, chat_id, user_id, gen_id)
+            if recorded:
+                return
+            if ticket is not None:
+                self.admission.queue_counted(pipe, ticket, model, outcome)
+            if outcome is not None and outcome.ok:
+                answer = Message(role="assistant", content=outcome.text)
+                if fresh is not None:
+                    self.history.queue_clear(pipe, chat_id, user_id)
+                    self.prefs.queue_set(pipe, user_id, model=model.id)
+                self.history.queue_append(pipe, chat_id, user_id, question, answer)
+            elif ticket is not None and retry is not None:  # failed, stopped, cut
+                self.generations.queue_retry(pipe, user_id, gen_id, retry)
+
         for attempt in itertools.count():
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    self.generations.queue_unlock(pipe, chat_id, user_id, gen_id)
-                    if not recorded:
-                        if ticket is not None:
-                            self.admission.queue_counted(pipe, ticket, model, outcome)
-                        if outcome is not None and outcome.ok:
-                            answer = Message(role="assistant", content=outcome.text)
-                            if fresh is not None:
-                                self.history.queue_clear(pipe, chat_id, user_id)
-                                self.prefs.queue_set(pipe, user_id, model=model.id)
-                            self.history.queue_append(pipe, chat_id, user_id, question, answer)
-                        elif ticket is not None and retry is not None:  # failed, stopped, cut
-                            self.generations.queue_retry(pipe, user_id, gen_id, retry)
-                    replicated.queue_wait(pipe)
-                    results = await pipe.execute()
-                if replicated.acknowledged(results) or attempt >= replicated.ATTEMPTS:
-                    return
-                # under Sentinel no replica has it yet: a failover now would bring the
-                # lock back on the new primary, and the user's next message would be
-                # told an answer is still being written. Give it back again until a
-                # replica has that (the rest is not sent twice: it would count twice).
-                recorded = True
-                continue
+                await self.generations.replicated.execute(self.redis, queue)
+                return
             except RedisError as exc:
                 if time.monotonic() >= give_up:
                     log.error("chat %s: outcome not recorded, Redis away: %s", chat_id, exc)

@@ -256,15 +256,10 @@ class Quota:
         unmetered."""
         if not self.replicated.replicas:
             return cast(list[Any], await self._reserve(keys=keys, args=args))
-        for _ in range(self.replicated.ATTEMPTS):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.eval(_RESERVE, len(keys), *keys, *args)
-                self.replicated.queue_wait(pipe)
-                results = await pipe.execute()
-            if self.replicated.acknowledged(results):
-                break
-            log.warning("a reservation was not acknowledged by a replica; sending it again")
-        return cast(list[Any], results[0])
+        (codes,) = await self.replicated.execute(
+            self.redis, lambda pipe, _: pipe.eval(_RESERVE, len(keys), *keys, *args)
+        )
+        return cast(list[Any], codes)
 
     def queue_spent(self, pipe: Pipeline, credits: int) -> None:
         """/stats: paid credits spent today, on a pipeline the request sends anyway (the
