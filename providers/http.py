@@ -1,13 +1,16 @@
-"""What the httpx-based adapters share: pooled clients, error mapping, event streams."""
+"""What the httpx-based adapters share: a pooled client, error mapping, event streams."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import httpx
 
-from providers.base import Provider, ProviderConfig
+from providers import aiohttp_transport
+from providers.aiohttp_transport import tls_context
+from providers.base import Provider
 from providers.codec import loads
 from providers.errors import (
     ProviderError,
@@ -17,33 +20,31 @@ from providers.errors import (
     error_for_status,
     parse_retry_after,
 )
-from providers.shards import Shards, tls_context
 
 
 class HttpProvider(Provider):
     """A provider spoken to with httpx: JSON requests, line-based streamed answers."""
 
-    def __init__(self, config: ProviderConfig) -> None:
-        super().__init__(config)
+    @functools.cached_property
+    def client(self) -> httpx.AsyncClient:
+        """Made on first use. No cap on streams at once: thousands may wait on a slow
+        model (a waiting stream is one idle socket); the bot bounds what costs CPU. It
+        sends through aiohttp (providers/aiohttp_transport.py)."""
+        config = self.config
         headers = {"Accept": "application/json", "User-Agent": "manymodels-bot"}
         if config.api_key:
             headers.update(self._auth_headers(config.api_key))
-        # No cap on streams at once: thousands may wait on a slow model (a waiting
-        # stream is one idle socket); the bot bounds what costs CPU. They are spread
-        # over clients (providers/shards.py), each scanning only its own connections.
-        self.clients = Shards(
-            lambda: httpx.AsyncClient(
-                base_url=config.base_url.rstrip("/") + "/",
-                headers=headers,
-                timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=16),
-                verify=tls_context(),
-            ),
-            lambda client: client.aclose(),
+        return httpx.AsyncClient(
+            base_url=config.base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
+            transport=aiohttp_transport.for_httpx(httpx, tls_context()),
         )
 
     async def aclose(self) -> None:
-        await self.clients.aclose()
+        client = self.__dict__.pop("client", None)
+        if client is not None:
+            await client.aclose()
 
     def _auth_headers(self, api_key: str) -> dict[str, str]:
         """The headers that carry the key: ``Authorization: Bearer``, unless an API
@@ -77,25 +78,24 @@ class HttpProvider(Provider):
         One generator from the response's lines to the parsed events: every layer costs
         each of an answer's thousands of chunks."""
         try:
-            with self.clients.use() as client:
-                async with client.stream("POST", path, json=payload) as response:
-                    if response.status_code >= 400:
-                        body = (await response.aread()).decode("utf-8", "replace")
-                        raise self._error(response.status_code, body, response.headers)
-                    async for line in response.aiter_lines():
-                        if sse:
-                            if not line.startswith("data:"):
-                                continue  # comments (": keep-alive"), event names, ids, blanks
-                            line = line[5:].strip()
-                            if line == "[DONE]":
-                                return
-                        elif not line:
-                            continue
-                        try:
-                            event = loads(line)
-                        except ValueError:
-                            raise self._malformed() from None
-                        yield event
+            async with self.client.stream("POST", path, json=payload) as response:
+                if response.status_code >= 400:
+                    body = (await response.aread()).decode("utf-8", "replace")
+                    raise self._error(response.status_code, body, response.headers)
+                async for line in response.aiter_lines():
+                    if sse:
+                        if not line.startswith("data:"):
+                            continue  # comments (": keep-alive"), event names, ids, blanks
+                        line = line[5:].strip()
+                        if line == "[DONE]":
+                            return
+                    elif not line:
+                        continue
+                    try:
+                        event = loads(line)
+                    except ValueError:
+                        raise self._malformed() from None
+                    yield event
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
 
@@ -118,8 +118,7 @@ class HttpProvider(Provider):
         if read_timeout is not None:
             options["timeout"] = httpx.Timeout(read_timeout, connect=min(10.0, self.config.timeout))
         try:
-            with self.clients.use() as client:
-                response = await client.post(path, json=payload, **options)
+            response = await self.client.post(path, json=payload, **options)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 400:
@@ -128,8 +127,7 @@ class HttpProvider(Provider):
 
     async def _get_json(self, path: str) -> Any:
         try:
-            with self.clients.use() as client:
-                response = await client.get(path)
+            response = await self.client.get(path)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
         if response.status_code >= 400:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -22,6 +23,8 @@ import anyio
 import httpx2
 import openai
 
+from providers import aiohttp_transport
+from providers.aiohttp_transport import tls_context
 from providers.base import ChatRequest, Chunk, Image, Message, Provider, ProviderConfig, Usage
 from providers.codec import loads
 from providers.errors import (
@@ -36,7 +39,6 @@ from providers.errors import (
     short,
 )
 from providers.media import chat_message
-from providers.shards import Shards, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -79,27 +81,30 @@ class OpenAIProvider(Provider):
 
     def __init__(self, config: ProviderConfig) -> None:
         super().__init__(config)
-        # No cap on streams at once: thousands may wait on a slow model. They are spread
-        # over clients (providers/shards.py), each checking only its own connections on
-        # every request; each keeps a modest keep-alive pool for the same reason.
-        self.clients = Shards(
-            lambda: openai.AsyncOpenAI(
-                api_key=config.api_key or NO_KEY,
-                base_url=config.base_url,
-                timeout=openai.Timeout(config.timeout, connect=min(10.0, config.timeout)),
-                max_retries=0,  # Provider.stream() retries, and only before the first chunk
-                http_client=openai.DefaultAsyncHttpx2Client(
-                    limits=httpx2.Limits(max_connections=None, max_keepalive_connections=16),
-                    verify=tls_context(),
-                ),
-            ),
-            lambda client: client.close(),
-        )
         self.image_timeout = max(config.timeout, IMAGE_TIMEOUT)
 
+    @functools.cached_property
+    def client(self) -> openai.AsyncOpenAI:
+        """Made on first use. No cap on streams at once: thousands may wait on a slow
+        model. The SDK's httpx2 client sends through aiohttp (providers/aiohttp_transport.py):
+        a waiting stream is an idle socket, and reading a chunk costs a fraction of what
+        it costs through httpcore."""
+        config = self.config
+        return openai.AsyncOpenAI(
+            api_key=config.api_key or NO_KEY,
+            base_url=config.base_url,
+            timeout=openai.Timeout(config.timeout, connect=min(10.0, config.timeout)),
+            max_retries=0,  # Provider.stream() retries, and only before the first chunk
+            http_client=openai.DefaultAsyncHttpx2Client(
+                transport=aiohttp_transport.for_httpx(httpx2, tls_context())
+            ),
+        )
+
     async def aclose(self) -> None:
-        with contextlib.suppress(*_RAISED):
-            await self.clients.aclose()
+        client = self.__dict__.pop("client", None)
+        if client is not None:
+            with contextlib.suppress(*_RAISED):
+                await client.close()
 
     async def _stream_once(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         body: dict[str, Any] = {
@@ -117,59 +122,58 @@ class OpenAIProvider(Provider):
         # through its parameter transform (4 ms for a 40-message history, more than the
         # rest of a turn), and would build a typed ChatCompletionChunk per event (ten
         # times the CPU of reading the stream). The body is built and the SSE parsed here.
-        with self.clients.use() as client:
-            with self._mapped_errors():
-                # the response comes back unread: its reads are mapped one by one below
-                sent = client.post(
-                    "/chat/completions",
-                    cast_to=httpx2.Response,
-                    body=body,
-                    stream=True,
-                    stream_cls=openai.AsyncStream[Any],
-                )
-                response = cast(httpx2.Response, await sent)
-            try:
-                chunks = response.aiter_bytes()
-                received = finished = False
-                rest = b""  # the start of a line whose end has not arrived yet
-                data: bytes | None = None  # the pending event's data lines, joined by b"\n"
-                while not finished:
-                    try:
-                        raw = await anext(chunks, None)
-                    except _RAISED as exc:
-                        raise self._read_error(exc) from None
-                    if raw is None:  # the body's end ends its last line and event
-                        lines, finished = [*_split_lines(rest + b"\n")[0], b""], True
-                    else:
-                        lines, rest = _split_lines(rest + raw)
-                    for line in lines:
-                        if line:
-                            if line.startswith(b"data:"):
-                                value = line[6:] if line[5:6] == b" " else line[5:]
-                                data = value if data is None else data + b"\n" + value
-                            continue  # comments (": keep-alive"), event names, ids, retry
-                        if data is None:
-                            continue  # a blank line that ends no event
-                        if data.startswith(b"[DONE]"):
-                            if not finished:
-                                await _drain(chunks)
-                            finished = True
-                            break
-                        received = True
-                        chunk = self._chunk(data)
-                        data = None
-                        if chunk is not None:
-                            yield chunk
-                if not received:
-                    raise UnavailableError(f"{self.name}: the API sent no completion chunks")
-            finally:
-                with contextlib.suppress(*_RAISED):
-                    await response.aclose()
+        with self._mapped_errors():
+            # the response comes back unread: its reads are mapped one by one below
+            sent = self.client.post(
+                "/chat/completions",
+                cast_to=httpx2.Response,
+                body=body,
+                stream=True,
+                stream_cls=openai.AsyncStream[Any],
+            )
+            response = cast(httpx2.Response, await sent)
+        try:
+            chunks = response.aiter_bytes()
+            received = finished = False
+            rest = b""  # the start of a line whose end has not arrived yet
+            data: bytes | None = None  # the pending event's data lines, joined by b"\n"
+            while not finished:
+                try:
+                    raw = await anext(chunks, None)
+                except _RAISED as exc:
+                    raise self._read_error(exc) from None
+                if raw is None:  # the body's end ends its last line and event
+                    lines, finished = [*_split_lines(rest + b"\n")[0], b""], True
+                else:
+                    lines, rest = _split_lines(rest + raw)
+                for line in lines:
+                    if line:
+                        if line.startswith(b"data:"):
+                            value = line[6:] if line[5:6] == b" " else line[5:]
+                            data = value if data is None else data + b"\n" + value
+                        continue  # comments (": keep-alive"), event names, ids, retry
+                    if data is None:
+                        continue  # a blank line that ends no event
+                    if data.startswith(b"[DONE]"):
+                        if not finished:
+                            await _drain(chunks)
+                        finished = True
+                        break
+                    received = True
+                    chunk = self._chunk(data)
+                    data = None
+                    if chunk is not None:
+                        yield chunk
+            if not received:
+                raise UnavailableError(f"{self.name}: the API sent no completion chunks")
+        finally:
+            with contextlib.suppress(*_RAISED):
+                await response.aclose()
 
     async def list_models(self) -> list[str]:
         names: list[str] = []
-        with self.clients.use() as client, self._mapped_errors():
-            async for model in client.models.list():
+        with self._mapped_errors():
+            async for model in self.client.models.list():
                 name = getattr(model, "id", None)
                 if isinstance(name, str):
                     names.append(name)
@@ -207,8 +211,8 @@ class OpenAIProvider(Provider):
         options: dict[str, Any] = {}
         if not _answers_base64(model):
             options["response_format"] = "b64_json"
-        with self.clients.use() as client, self._mapped_errors():
-            raw = await client.images.with_raw_response.generate(
+        with self._mapped_errors():
+            raw = await self.client.images.with_raw_response.generate(
                 model=model, prompt=prompt, timeout=self._image_timeout(), **options
             )
             body = raw.content
@@ -219,8 +223,8 @@ class OpenAIProvider(Provider):
         if not _answers_base64(model):
             options["response_format"] = "b64_json"
         files = [(f"image{i}.{_suffix(im.mime)}", im.data, im.mime) for i, im in enumerate(images)]
-        with self.clients.use() as client, self._mapped_errors():
-            raw = await client.images.with_raw_response.edit(
+        with self._mapped_errors():
+            raw = await self.client.images.with_raw_response.edit(
                 model=model,
                 prompt=prompt,
                 image=files[0] if len(files) == 1 else files,
@@ -259,8 +263,8 @@ class OpenAIProvider(Provider):
             "messages": [chat_message(Message("user", prompt, tuple(images)))],
             "modalities": ["image", "text"],
         }
-        with self.clients.use() as client, self._mapped_errors():
-            response = await client.post(
+        with self._mapped_errors():
+            response = await self.client.post(
                 "/chat/completions",
                 cast_to=httpx2.Response,
                 body=body,
@@ -281,8 +285,8 @@ class OpenAIProvider(Provider):
         raise DeclinedError(f"{self.name}: no image in the answer: {short(str(said))}")
 
     async def _transcribe_once(self, model: str, audio: bytes, filename: str) -> str:
-        with self.clients.use() as client, self._mapped_errors():
-            raw = await client.audio.transcriptions.with_raw_response.create(
+        with self._mapped_errors():
+            raw = await self.client.audio.transcriptions.with_raw_response.create(
                 model=model, file=(filename, audio)
             )
             body = raw.content
