@@ -27,7 +27,6 @@ from contextvars import ContextVar
 from typing import Any
 
 from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.session.middlewares.base import (
     BaseRequestMiddleware,
     NextRequestMiddlewareType,
@@ -37,6 +36,7 @@ from aiogram.exceptions import TelegramNetworkError, TelegramRetryAfter, Telegra
 from aiogram.methods import GetUpdates, Response, TelegramMethod
 from aiogram.methods.base import TelegramType
 
+from bot.json_session import JsonSession
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class Patient(BaseRequestMiddleware):
 
 def make_bot(settings: Settings) -> tuple[Bot, Patient]:
     """The bot, and its retry layer (to hand it the pacer once there is one)."""
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session = JsonSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
     rate = settings.telegram_calls_per_second
     patient = Patient(CallBudget(rate) if rate else None)
     session.middleware(patient)
