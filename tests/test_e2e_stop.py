@@ -379,8 +379,14 @@ async def compare_streaming(
     h.openai.replies["gpt-test"] = h.llama.replies["Llama-Test"] = others
     await user.send("/compare which is best?")
     await h.tg.wait_message(user.id, lambda m: m["text"].startswith("Mistral Test\nw00"))
-    ids = {m["text"].split("\n")[0]: m["message_id"] for m in user.bot_messages()}
-    return slow, ids
+
+    def ids() -> dict[str, int]:
+        return {m["text"].split("\n")[0]: m["message_id"] for m in user.bot_messages()}
+
+    # Llama's placeholder follows Mistral's; on a busy machine Mistral's first text may
+    # show before it lands
+    await until(lambda: len(ids()) == 3)
+    return slow, ids()
 
 
 async def finished(h: Harness, user: FakeUser, message_id: int) -> dict[str, Any]:
