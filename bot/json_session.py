@@ -3,10 +3,11 @@
 aiogram sends every call as a form: each field prepared one by one, nested objects as
 JSON strings, then URL-encoded (or multipart) by aiohttp in Python. The Bot API takes
 ``application/json`` for any call that uploads no file, which is all of them but sending
-media; encoded at once with orjson, and the answer decoded with orjson, a call costs
-about a third less CPU (``bench.streams``: an answer streamed with a draft a second
-makes twenty calls). What is sent is what aiogram would send: the same fields, the
-bot's defaults (``parse_mode``, ...) filled in the same way, files still multipart.
+media. Encoded at once with orjson, a draft's body takes 10 us instead of 27, and its
+answer 4 us to read instead of 6 (an answer streamed with a draft a second makes twenty
+calls); what remains of a call is aiohttp's. What is sent is what aiogram would send:
+the same fields, the bot's defaults (``parse_mode``, ...) filled in the same way, files
+still multipart.
 """
 
 from __future__ import annotations

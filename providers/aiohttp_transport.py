@@ -5,8 +5,8 @@ wire: every read of a chunk enters a timeout scope and pauses and resumes the so
 reader (two epoll calls), and every request builds and parses its HTTP in Python. aiohttp
 parses HTTP in C and hands a streamed body over as it arrives. Here httpx stays the
 client every adapter and the openai SDK speak to (URLs, headers, auth, timeouts,
-decoding, the SDK's retries and errors), and only the wire is aiohttp's: with 2,000 slow
-answers streaming, about 2 ms of CPU less per answer (bench/README.md, bench.streams).
+decoding, the SDK's retries and errors), and only the wire is aiohttp's: a slow stream
+(20 chunks, one a read) costs about a third less CPU (bench/README.md, bench.streams).
 
 The transport is the documented place to swap httpx's wire (``transport=``); the openai
 SDK offers the same idea (``DefaultAioHttpClient``), whose vendored transport reports a
@@ -43,7 +43,6 @@ def tls_context() -> ssl.SSLContext:
 
 
 KEEPALIVE = 5.0  # seconds an idle connection is kept (httpx's keepalive_expiry)
-READ_SIZE = 64 * 1024  # the most one read of a body hands over
 
 
 def _error(hx: Any, exc: BaseException) -> Exception:
@@ -58,10 +57,11 @@ def _error(hx: Any, exc: BaseException) -> Exception:
         kind = hx.ConnectError  # refused, unknown host, TLS handshake failed
     elif isinstance(exc, (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError)):
         kind = hx.UnsupportedProtocol
-    elif isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError)):
-        kind = hx.RemoteProtocolError  # closed before the response or its body's end
-    elif isinstance(exc, aiohttp.ClientResponseError):
-        kind = hx.RemoteProtocolError  # not HTTP
+    elif isinstance(
+        exc,
+        (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError),
+    ):
+        kind = hx.RemoteProtocolError  # closed before the response or its body's end; not HTTP
     else:
         kind = hx.ReadError  # reset, broken pipe
     error: Exception = kind(str(exc) or type(exc).__name__)
