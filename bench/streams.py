@@ -34,17 +34,23 @@ CHUNKS = [f"word{i} " for i in range(20)]
 ANSWER = "".join(CHUNKS).strip()
 
 
+def busiest_second(times: list[float]) -> int:
+    """The most of ``times`` in any one second."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, moment in enumerate(times):
+        while moment - times[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
 class Streams(Driver):
-    """bench.chat's driver, plus the busiest second of Bot API calls."""
+    """bench.chat's driver, plus the busiest second of Bot API calls as they arrived."""
 
     async def busiest_second(self, since: int) -> int:
-        times = sorted(c.time for c in self.tg.api_calls[since:] if c.method != "getUpdates")
-        most, start = 0, 0
-        for end, moment in enumerate(times):
-            while moment - times[start] >= 1.0:
-                start += 1
-            most = max(most, end - start + 1)
-        return most
+        calls = self.tg.api_calls[since:]
+        return busiest_second([c.time for c in calls if c.method != "getUpdates"])
 
 
 async def serve(kind: str) -> Streams:
@@ -92,7 +98,18 @@ async def run(args: argparse.Namespace, child: kit.Child, redis_url: str) -> dic
     if args.budget:
         overrides["telegram_calls_per_second"] = args.budget
     await child.acall("reply", chunks=CHUNKS, chunk_delay=args.chunk_delay)
-    async with running_app(child, redis_url, catalog, spec.key, **overrides):
+    leaving: list[float] = []
+
+    async def note_leaving(make_request: Any, bot: Any, method: Any) -> Any:
+        """Registered last, so innermost: when each call (getUpdates aside) leaves the
+        bot, past its budget. The fake Bot API stamps a call when its own event loop gets
+        to it, which under load may be late and bunched, whatever its spacing when sent."""
+        if type(method).__name__ != "GetUpdates":
+            leaving.append(time.monotonic())
+        return await make_request(bot, method)
+
+    async with running_app(child, redis_url, catalog, spec.key, **overrides) as app:
+        app.bot.session.middleware(note_leaving)
         prompts = [(100_000 + i, f"question {i}") for i in range(args.users)]
         mark = await child.acall("mark")
         cpu, started = time.process_time(), time.monotonic()
@@ -122,6 +139,7 @@ async def run(args: argparse.Namespace, child: kit.Child, redis_url: str) -> dic
         "visible": visible,
         "calls": sum(result["methods"].values()),
         "busiest": busiest,
+        "busiest_leaving": busiest_second(leaving),
         "rss": rss_mb(),
         "failed_calls": result["failed_calls"],
     }
@@ -161,7 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     table.zero("failed Bot API calls", r["failed_calls"])
     if args.budget:
-        table.at_most("Bot API calls in the busiest second", r["busiest"], args.budget, ".0f")
+        table.at_most(
+            "Bot API calls in the busiest second, leaving the bot",
+            r["busiest_leaving"],
+            args.budget,
+            ".0f",
+        )
+        table.add("  the same, arriving at the fake Bot API", str(r["busiest"]))
     else:
         table.add(
             "answers a second, sustained", f"{rate:.1f}", f">= {GOAL_RATE:g}", rate >= GOAL_RATE
