@@ -1,20 +1,25 @@
 """Helpers the end-to-end tests share: scripted model streams that count what was
-taken, a user's credits left today, the bold pieces of a text or rich message, and the
-start of a ``python -m bot`` process."""
+taken, a user's credits left today, the bold pieces of a text or rich message, the
+start of a ``python -m bot`` process, and throwaway TLS certificates."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.doubles.telegram import FakeUser
 from tests.doubles.telegram_rich import flatten_text
+from tests.redis_server import TlsFiles
 
 
 class Script(list[str]):
@@ -136,3 +141,25 @@ async def spawn_bot(
         stdout=stdout,
         stderr=stderr,
     )
+
+
+def make_certificates(where: Path) -> TlsFiles:
+    """A CA and a server certificate for IP 127.0.0.1 signed by it (a day's validity)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed: no certificate for the TLS test")
+    files = TlsFiles(where / "ca.crt", where / "server.crt", where / "server.key")
+    ca_key, csr, extensions = where / "ca.key", where / "server.csr", where / "san.cnf"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    signed = ["-CA", files.ca, "-CAkey", ca_key, "-CAcreateserial", "-extfile", extensions]
+    steps = [
+        ["req", "-x509", *ec, "-keyout", ca_key, "-out", files.ca, "-subj", "/CN=test CA"],
+        ["req", *ec, "-keyout", files.key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", csr, *signed, "-out", files.cert, "-days", "1"],
+    ]
+    for step in steps:
+        subprocess.run(  # noqa: S603 - a fixed local binary
+            [openssl, *map(str, step)], check=True, capture_output=True, timeout=30
+        )
+    return files

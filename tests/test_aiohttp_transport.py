@@ -1,11 +1,14 @@
 """providers.aiohttp_transport: httpx (and httpx2) clients whose wire is aiohttp, against
-real loopback servers: errors as httpx names them, timeouts, bodies, keep-alive, proxies."""
+real loopback servers: errors as httpx names them, timeouts, bodies, keep-alive, TLS,
+proxies."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -18,6 +21,7 @@ from providers import aiohttp_transport
 from providers.aiohttp_transport import tls_context
 from tests.doubles.base import DoubleServer
 from tests.redis_server import free_port
+from tests.support import make_certificates
 
 
 @pytest.fixture(params=[httpx, httpx2], ids=["httpx", "httpx2"])
@@ -144,3 +148,31 @@ async def test_a_proxy_named_in_the_environment_is_used(
     assert answer.text == "via the proxy"
     assert seen == [f"{target}/v1/models"]
     assert plain.text == "plain"  # NO_PROXY: straight to the server
+
+
+async def test_https_is_verified(hx: Any, tmp_path: Path) -> None:
+    """A server whose certificate the client's context trusts answers; one it does not
+    trust is refused (verification is never skipped)."""
+    files = make_certificates(tmp_path)
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(files.cert, files.key)
+    server = Server()
+    runner = web.AppRunner(server.app, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=served)
+    await site.start()
+    url = f"https://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        trusting = hx.AsyncClient(
+            base_url=url,
+            transport=aiohttp_transport.for_httpx(
+                hx, ssl.create_default_context(cafile=str(files.ca))
+            ),
+        )
+        async with trusting:
+            assert (await trusting.get("/text")).text == "plain"
+        async with client(hx, url) as default:  # the system's store: not our test CA
+            with pytest.raises(hx.ConnectError):
+                await default.get("/text")
+    finally:
+        await runner.cleanup()

@@ -4,8 +4,6 @@ test's directory), end to end; and the topology settings' checks."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,29 +12,8 @@ from pydantic import ValidationError
 
 from bot.settings import Settings
 from tests.harness import running_bot
-from tests.redis_server import RedisServer, TlsFiles
-
-
-def make_certificates(where: Path) -> TlsFiles:
-    """A CA and a server certificate for IP 127.0.0.1 signed by it (a day's validity)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not installed: no certificate for the TLS test")
-    files = TlsFiles(where / "ca.crt", where / "server.crt", where / "server.key")
-    ca_key, csr, extensions = where / "ca.key", where / "server.csr", where / "san.cnf"
-    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    signed = ["-CA", files.ca, "-CAkey", ca_key, "-CAcreateserial", "-extfile", extensions]
-    steps = [
-        ["req", "-x509", *ec, "-keyout", ca_key, "-out", files.ca, "-subj", "/CN=test CA"],
-        ["req", *ec, "-keyout", files.key, "-out", csr, "-subj", "/CN=127.0.0.1"],
-        ["x509", "-req", "-in", csr, *signed, "-out", files.cert, "-days", "1"],
-    ]
-    for step in steps:
-        subprocess.run(  # noqa: S603 - a fixed local binary
-            [openssl, *map(str, step)], check=True, capture_output=True, timeout=30
-        )
-    return files
+from tests.redis_server import RedisServer
+from tests.support import make_certificates
 
 
 @pytest.fixture
