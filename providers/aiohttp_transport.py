@@ -17,7 +17,7 @@ honoured), as httpx would. The environment is read once, when the transport is m
 httpx reads it when a client is made): aiohttp's own ``trust_env`` would look up the
 proxy and ``~/.netrc`` in a worker thread on every request.
 
-``for_httpx(module, ssl_context)`` makes one for either httpx (the native adapters) or
+``for_httpx(module)`` makes one for either httpx (the native adapters) or
 httpx2 (the openai SDK): the two have the same transport interface.
 """
 
@@ -169,7 +169,8 @@ def _classes(hx: ModuleType) -> tuple[type[Any], type[Any]]:
     return transport, body
 
 
-def for_httpx(hx: ModuleType, ssl_context: ssl.SSLContext) -> Any:
-    """A transport for ``hx`` (the ``httpx`` or ``httpx2`` module) sending with aiohttp."""
+def for_httpx(hx: ModuleType, ssl_context: ssl.SSLContext | None = None) -> Any:
+    """A transport for ``hx`` (the ``httpx`` or ``httpx2`` module) sending with aiohttp;
+    its TLS context the one every provider shares unless ``ssl_context`` is given."""
     transport, body = _classes(hx)
-    return transport(hx, body, ssl_context)
+    return transport(hx, body, ssl_context or tls_context())

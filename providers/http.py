@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 
 from providers import aiohttp_transport
-from providers.aiohttp_transport import tls_context
 from providers.base import Provider
 from providers.codec import loads
 from providers.errors import (
@@ -38,7 +37,7 @@ class HttpProvider(Provider):
             base_url=config.base_url.rstrip("/") + "/",
             headers=headers,
             timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
-            transport=aiohttp_transport.for_httpx(httpx, tls_context()),
+            transport=aiohttp_transport.for_httpx(httpx),
         )
 
     async def aclose(self) -> None:

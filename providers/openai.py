@@ -24,7 +24,6 @@ import httpx2
 import openai
 
 from providers import aiohttp_transport
-from providers.aiohttp_transport import tls_context
 from providers.base import ChatRequest, Chunk, Image, Message, Provider, ProviderConfig, Usage
 from providers.codec import loads
 from providers.errors import (
@@ -96,7 +95,7 @@ class OpenAIProvider(Provider):
             timeout=openai.Timeout(config.timeout, connect=min(10.0, config.timeout)),
             max_retries=0,  # Provider.stream() retries, and only before the first chunk
             http_client=openai.DefaultAsyncHttpx2Client(
-                transport=aiohttp_transport.for_httpx(httpx2, tls_context())
+                transport=aiohttp_transport.for_httpx(httpx2)
             ),
         )
 

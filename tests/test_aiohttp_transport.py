@@ -18,7 +18,6 @@ import pytest
 from aiohttp import web
 
 from providers import aiohttp_transport
-from providers.aiohttp_transport import tls_context
 from tests.doubles.base import DoubleServer
 from tests.redis_server import free_port
 from tests.support import make_certificates
@@ -83,7 +82,7 @@ async def server() -> AsyncIterator[Server]:
 
 
 def client(hx: Any, base_url: str, **options: Any) -> Any:
-    transport = aiohttp_transport.for_httpx(hx, tls_context())
+    transport = aiohttp_transport.for_httpx(hx)
     return hx.AsyncClient(base_url=base_url, transport=transport, **options)
 
 
