@@ -116,7 +116,9 @@ class _Transport:
         key = (scheme, host)
         if key not in self._proxy_for:
             proxy = self._proxies.get(scheme) or self._proxies.get("all")
-            if proxy and urllib.request.proxy_bypass(host):
+            # NO_PROXY from the same reading (the function is urllib's, undocumented)
+            bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+            if proxy and bypass(host, self._proxies):
                 proxy = None
             self._proxy_for[key] = proxy
         return self._proxy_for[key]
